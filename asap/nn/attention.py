@@ -1,0 +1,115 @@
+"""Multi-head self-attention with a pluggable normaliser, a drop-in for timm's ``Attention``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.layers import Attention as TimmAttention
+from torch import Tensor
+
+from asap.nn.normalisers import NORMALISERS, Normaliser, create_normaliser
+from asap.ops.masking import check_finite
+
+
+def key_padding_mask(valid: Tensor) -> Tensor:
+    """``(B, N)`` booleans (``True`` = real token) -> the SDPA-style mask ``(B, 1, 1, N)`` this module takes."""
+    if valid.dtype != torch.bool or valid.ndim != 2:
+        raise ValueError(f"valid must be a boolean (B, N) tensor, got {valid.dtype} {tuple(valid.shape)}")
+    return valid[:, None, None, :]
+
+
+def _as_bool_mask(attn_mask: Tensor | None, batch: int, num_heads: int, seq_len: int) -> Tensor | None:
+    """Check an SDPA-style mask against ``(B, H, N, N)`` and return it as booleans (``True`` = attend)."""
+    if attn_mask is None:
+        return None
+    if attn_mask.is_floating_point():
+        if not ((attn_mask == 0) | (attn_mask == -torch.inf)).all():
+            raise ValueError("additive float masks must hold only 0 and -inf; pass a boolean mask instead")
+        attn_mask = attn_mask == 0
+    elif attn_mask.dtype != torch.bool:
+        raise TypeError(f"attn_mask must be boolean or float (0/-inf), got {attn_mask.dtype}")
+    target = (batch, num_heads, seq_len, seq_len)
+    if attn_mask.ndim > 4 or attn_mask.ndim < 2:
+        raise ValueError(f"attn_mask must broadcast to (B, H, N, N) = {target}, got shape {tuple(attn_mask.shape)}")
+    try:
+        broadcast = torch.broadcast_shapes(attn_mask.shape, target)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != target:
+        raise ValueError(
+            f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to (B, H, N, N) = {target}; "
+            "for padding use asap.nn.key_padding_mask(valid) -> (B, 1, 1, N)"
+        )
+    return attn_mask
+
+
+class Attention(TimmAttention):
+    """timm's multi-head self-attention with the attention normaliser chosen by name.
+
+    Same constructor and ``forward(x, attn_mask=None, is_causal=False)`` as ``timm.layers.Attention``, and
+    the same parameters (``qkv``, ``q_norm``, ``k_norm``, ``norm``, ``gate``, ``proj``), so state dicts move
+    between this module and timm's, and between normalisers. Extra keyword-only arguments:
+
+    Args:
+        normaliser: ``softmax``, ``sinkhorn``, ``sliced`` or ``asap``.
+        normaliser_options: options of that normaliser, e.g. ``{"n_iters": 5}`` (see ``asap.nn.normalisers``).
+    """
+
+    def __init__(
+        self, *args: Any, normaliser: str = "softmax", normaliser_options: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.normaliser: Normaliser = create_normaliser(
+            normaliser, self.num_heads, self.head_dim, **(normaliser_options or {})
+        )
+
+    def set_normaliser(self, normaliser: Normaliser) -> None:
+        """Swap the normaliser in place; the projections (the trained weights) are untouched."""
+        self.normaliser = normaliser.to(self.qkv.weight.device)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.qkv.in_features:
+            raise ValueError(f"x must have shape (B, N, {self.qkv.in_features}), got {tuple(x.shape)}")
+        check_finite("attention input x", x)
+        batch, seq_len, _ = x.shape
+        mask = _as_bool_mask(attn_mask, batch, self.num_heads, seq_len)
+        if is_causal:
+            if self.normaliser.name != "softmax":
+                raise ValueError(f"is_causal is not supported by the {self.normaliser.name!r} normaliser")
+            if mask is not None:
+                raise ValueError("pass either attn_mask or is_causal, not both")
+            mask = torch.ones(seq_len, seq_len, dtype=torch.bool, device=x.device).tril()
+
+        gate = self.gate(x).sigmoid() if self.gate is not None else None
+        q, k, v = self.qkv(x).reshape(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        x = self.normaliser(q, k, v, mask, self.attn_drop.p)
+
+        x = x.transpose(1, 2).reshape(batch, seq_len, self.attn_dim)
+        x = self.norm(x)
+        if gate is not None:
+            x = x * gate
+        return self.proj_drop(self.proj(x))
+
+    def attention_weights(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """The attention matrices ``(B, H, N, N)`` this layer applies to ``x`` (for analysis, not speed)."""
+        batch, seq_len, _ = x.shape
+        mask = _as_bool_mask(attn_mask, batch, self.num_heads, seq_len)
+        q, k, _ = self.qkv(x).reshape(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.normaliser.weights(self.q_norm(q), self.k_norm(k), mask)
+
+
+def attention_layer(normaliser: str, **options: Any) -> type[Attention]:
+    """An :class:`Attention` subclass with the normaliser bound, for timm's ``attn_layer=`` argument
+    (timm needs a class, not a partial): ``VisionTransformer(attn_layer=attention_layer("sinkhorn", n_iters=5))``.
+    """
+    if normaliser not in NORMALISERS:
+        raise ValueError(f"unknown attention normaliser {normaliser!r}; choose one of {sorted(NORMALISERS)}")
+
+    class ConfiguredAttention(Attention):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, normaliser=normaliser, normaliser_options=options, **kwargs)
+
+    ConfiguredAttention.__name__ = ConfiguredAttention.__qualname__ = f"{normaliser.capitalize()}Attention"
+    return ConfiguredAttention

@@ -1,0 +1,168 @@
+"""Attention normalisers: what turns queries and keys into attention weights, chosen by name.
+
+Every normaliser maps ``q, k, v`` of shape ``(B, H, N, d)`` and an optional boolean mask broadcastable to
+``(B, H, N, N)`` (SDPA semantics, ``True`` = attend) to the attention output ``(B, H, N, d)``, and exposes
+the attention matrix through :meth:`Normaliser.weights`. None of them owns the q/k/v/out projections, so a
+trained model's weights load unchanged when its normaliser is switched.
+
+For the doubly-stochastic normalisers a key-padding mask ``(B, 1, 1, N)`` also pads the queries (self-
+attention: a padded token neither sends nor receives mass); padded queries get a zero output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from asap import ops
+
+
+def pair_mask(mask: Tensor | None) -> Tensor | None:
+    """Self-attention pair mask: a key-padding mask ``(..., 1, N)`` pads the matching queries too."""
+    if mask is None or mask.shape[-2] != 1:
+        return mask
+    return mask & mask.transpose(-1, -2)
+
+
+def token_mask(mask: Tensor | None) -> Tensor | None:
+    """Valid tokens ``(..., N)`` of a padding mask; rejects masks that are not pure padding."""
+    if mask is None:
+        return None
+    pairs = pair_mask(mask)
+    tokens = pairs.any(dim=-1)
+    if not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):
+        raise ValueError("this normaliser supports padding masks only (valid queries x valid keys)")
+    return tokens
+
+
+class Normaliser(nn.Module):
+    """Base class: subclasses implement :meth:`weights`; :meth:`forward` applies them to ``v``."""
+
+    name: str
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+        return ops.weighted_values(self.weights(q, k, mask), v, dropout_p, self.training)
+
+
+class Softmax(Normaliser):
+    """Standard row-softmax attention (torch's fused SDPA)."""
+
+    name = "softmax"
+
+    def __init__(self, num_heads: int, head_dim: int) -> None:
+        super().__init__()
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        return ops.softmax_weights(q, k, mask)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+        return ops.softmax_attention(q, k, v, mask, dropout_p if self.training else 0.0)
+
+
+class Sinkhorn(Normaliser):
+    """Sinkformer: ``n_iters`` log-domain Sinkhorn iterations, differentiated end to end."""
+
+    name = "sinkhorn"
+
+    def __init__(self, num_heads: int, head_dim: int, n_iters: int = 3) -> None:
+        super().__init__()
+        self.n_iters = n_iters
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        return ops.sinkhorn_weights(q, k, self.n_iters, pair_mask(mask))
+
+    def extra_repr(self) -> str:
+        return f"n_iters={self.n_iters}"
+
+
+class SlicedTransport(Normaliser):
+    """ESPFormer: cost-weighted average of soft-sorted 1-D plans on fixed slices."""
+
+    name = "sliced"
+
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        num_slices: int | None = None,
+        sort_temperature: float = 1e-2,
+        cost_temperature: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.sort_temperature = sort_temperature
+        self.cost_temperature = cost_temperature
+        # Regenerated from (num_slices, seed): not part of the state dict.
+        self.register_buffer("directions", ops.slice_directions(head_dim, num_slices, seed), persistent=False)
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        return ops.sliced_weights(q, k, self.directions, self.sort_temperature, self.cost_temperature, token_mask(mask))
+
+    def extra_repr(self) -> str:
+        slices = self.directions.shape[-1]
+        return f"slices={slices}, sort_temperature={self.sort_temperature}, cost_temperature={self.cost_temperature}"
+
+
+class LinearDualMap(nn.Module):
+    """Per-head affine map from the ``L`` sliced potentials of a query to its dual: ``f = phi . w_h + b_h``."""
+
+    def __init__(self, num_heads: int, num_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_heads, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_heads))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``features (B, H, N, L) -> f (B, H, N)``."""
+        return torch.einsum("bhnl,hl->bhn", features, self.weight) + self.bias[:, None]
+
+
+class ASAP(Normaliser):
+    """ASAP: sliced 1-D potentials -> learned map -> query dual ``f`` -> entropic c-transform(s). No iteration.
+
+    ``g = c-transform of f over queries``; two-sided: ``A_ij = softmax_j(S_ij + g_j)``; one-sided:
+    ``A = n exp(S + f (+) g)``. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
+    on a trained Sinkhorn teacher (``asap.compile``); running an uncalibrated ASAP layer is an error.
+    """
+
+    name = "asap"
+
+    def __init__(
+        self, num_heads: int, head_dim: int, num_slices: int | None = None, two_sided: bool = True, seed: int = 0
+    ) -> None:
+        super().__init__()
+        num_slices = num_slices or head_dim
+        self.two_sided = two_sided
+        directions = ops.slice_directions(head_dim, num_slices, seed).expand(num_heads, -1, -1).clone()
+        self.register_buffer("directions", directions)
+        self.dual_map = LinearDualMap(num_heads, num_slices)
+        self.register_buffer("calibrated", torch.tensor(False))
+
+    def dual(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The predicted query-side dual ``f (B, H, N)``."""
+        if not bool(self.calibrated):
+            raise RuntimeError(
+                "ASAP attention is not calibrated: compile it from a trained Sinkhorn teacher with "
+                "asap.compile(...) or load a compiled checkpoint"
+            )
+        return self.dual_map(ops.sliced_potentials(q, k, self.directions, token_mask(mask)))
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+        return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.two_sided)
+
+    def extra_repr(self) -> str:
+        return f"slices={self.directions.shape[-1]}, two_sided={self.two_sided}"
+
+
+NORMALISERS: dict[str, type[Normaliser]] = {cls.name: cls for cls in (Softmax, Sinkhorn, SlicedTransport, ASAP)}
+
+
+def create_normaliser(name: str, num_heads: int, head_dim: int, **options: Any) -> Normaliser:
+    """Build a normaliser by name (``softmax``, ``sinkhorn``, ``sliced``, ``asap``) with its options."""
+    if name not in NORMALISERS:
+        raise ValueError(f"unknown attention normaliser {name!r}; choose one of {sorted(NORMALISERS)}")
+    return NORMALISERS[name](num_heads, head_dim, **options)

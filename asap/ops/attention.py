@@ -1,0 +1,70 @@
+"""Attention outputs and attention matrices for each normaliser, as pure functions of q, k, v.
+
+Shapes: ``q, k, v`` are ``(..., n, d)``; scores ``S = q k^T / sqrt(d)`` are ``(..., n, n)``. Masks are
+boolean (``True`` = valid): ``pair_mask`` broadcasts to the scores, ``token_mask (..., n)`` marks valid
+tokens where a method only supports padding (sliced transport, the slicing step of ASAP).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from asap.ops.entropic import attention_from_potentials, entropic_c_transform, sinkhorn
+from asap.ops.kantorovich import kantorovich_1d
+from asap.ops.sliced import sliced_transport_plan
+from asap.ops.slicing import project
+
+
+def attention_scores(q: Tensor, k: Tensor) -> Tensor:
+    """``S = q k^T / sqrt(d)``."""
+    return (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+
+
+def softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+    """Row softmax attention through torch's fused ``scaled_dot_product_attention`` (SDPA mask semantics)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def softmax_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The softmax attention matrix, ``softmax_j(S_ij)`` over valid keys (fully masked rows are 0)."""
+    return sinkhorn_weights(q, k, n_iters=0, mask=mask)
+
+
+def sinkhorn_weights(q: Tensor, k: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
+    """Sinkformer attention ``n * P`` after ``n_iters`` Sinkhorn iterations (rows exact)."""
+    scores = attention_scores(q, k)
+    f, g = sinkhorn(scores, n_iters, mask)
+    return attention_from_potentials(scores, f, g, mask)
+
+
+def sliced_weights(
+    q: Tensor,
+    k: Tensor,
+    directions: Tensor,
+    sort_temperature: float,
+    cost_temperature: float,
+    token_mask: Tensor | None = None,
+) -> Tensor:
+    """ESPFormer attention: see :func:`asap.ops.sliced.sliced_transport_plan`."""
+    return sliced_transport_plan(q, k, directions, sort_temperature, cost_temperature, token_mask)
+
+
+def sliced_potentials(q: Tensor, k: Tensor, directions: Tensor, token_mask: Tensor | None = None) -> Tensor:
+    """ASAP features: the exact 1-D query potentials ``phi (..., n, L)`` of projected q vs k, per slice."""
+    phi, _ = kantorovich_1d(project(q, directions), project(k, directions), token_mask)
+    return phi
+
+
+def c_transform_weights(q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool = True) -> Tensor:
+    """ASAP attention rebuilt from a query-side dual ``f``: ``softmax_j(S_ij + g_j)`` when two-sided,
+    ``n * exp(S_ij + f_i + g_j)`` (columns exact, rows approximate) when one-sided; ``g`` is the
+    entropic c-transform of ``f`` over queries."""
+    scores = attention_scores(q, k)
+    f2, g = entropic_c_transform(scores, f, mask, two_sided)
+    return attention_from_potentials(scores, f2, g, mask)
+
+
+def weighted_values(weights: Tensor, v: Tensor, dropout_p: float = 0.0, training: bool = False) -> Tensor:
+    """``A v``, with attention dropout on ``A`` in training."""
+    return F.dropout(weights, dropout_p, training) @ v

@@ -1,0 +1,86 @@
+"""Masks and uniform marginals shared by the transport operators.
+
+Convention: a mask is boolean, ``True`` marks a token (or a query/key pair) that takes part.
+A key-padding mask has shape ``(..., m)``; a pair mask has shape ``(..., n, m)``.
+Masked score entries are filled with a large *finite* negative number rather than ``-inf``: every
+log-sum-exp stays finite, so no ``-inf - (-inf)`` NaN reaches the forward pass or the gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def masked_fill_value(dtype: torch.dtype) -> float:
+    """A finite stand-in for ``-inf``: ``exp`` of it is exactly 0, yet adding a potential keeps it finite."""
+    return torch.finfo(dtype).min / 4
+
+
+def check_finite(name: str, tensor: Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+
+
+def as_pair_mask(mask: Tensor | None, scores: Tensor) -> Tensor | None:
+    """Broadcast a key-padding mask ``(..., m)`` or a pair mask ``(..., n, m)`` to ``scores.shape``.
+
+    The two forms are told apart by their number of dimensions (``scores.ndim - 1`` or ``scores.ndim``),
+    never by their sizes, so a batch size that happens to equal ``n`` cannot be misread.
+    """
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor (True = keep), got dtype {mask.dtype}")
+    n, m = scores.shape[-2:]
+    if mask.ndim == scores.ndim - 1:
+        mask = mask.unsqueeze(-2)
+    elif mask.ndim != scores.ndim:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} fits neither a key-padding mask (..., {m}) nor a pair mask "
+            f"(..., {n}, {m}) for scores of shape {tuple(scores.shape)}"
+        )
+    try:
+        return mask.expand(scores.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to scores of shape {tuple(scores.shape)}"
+        ) from None
+
+
+class Marginals:
+    """Uniform marginals over the valid queries (rows) and keys (columns) of a (masked) problem.
+
+    ``n_rows``/``n_cols`` count the valid tokens, shaped ``(..., 1)`` (plain ints without a mask);
+    ``log_a = -log n_rows`` and ``log_b = -log n_cols`` broadcast against potentials ``(..., n)``/``(..., m)``;
+    ``row_valid``/``col_valid`` are ``None`` when every query/key is valid.
+    """
+
+    def __init__(self, scores: Tensor, mask: Tensor | None) -> None:
+        if mask is None:
+            self.row_valid = self.col_valid = None
+            self.n_rows, self.n_cols = scores.shape[-2:]
+            self.log_a, self.log_b = -math.log(self.n_rows), -math.log(self.n_cols)
+            return
+        self.row_valid = mask.any(dim=-1)
+        self.col_valid = mask.any(dim=-2)
+        self.n_rows = self.row_valid.sum(dim=-1, keepdim=True)
+        self.n_cols = self.col_valid.sum(dim=-1, keepdim=True)
+        if (self.n_rows == 0).any():
+            raise ValueError("mask leaves a problem with no valid query/key pair")
+        self.log_a = -self.n_rows.to(scores.dtype).log()
+        self.log_b = -self.n_cols.to(scores.dtype).log()
+
+
+def apply_mask(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Scores with masked entries set to :func:`masked_fill_value` (a no-op without a mask)."""
+    if mask is None:
+        return scores
+    return scores.masked_fill(~mask, masked_fill_value(scores.dtype))
+
+
+def zero_invalid(potential: Tensor, valid: Tensor | None) -> Tensor:
+    """Potentials of padded tokens are fixed to 0 (their value is arbitrary; 0 keeps everything finite)."""
+    return potential if valid is None else potential.masked_fill(~valid, 0.0)

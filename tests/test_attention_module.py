@@ -1,0 +1,162 @@
+"""asap.nn.Attention: a drop-in for timm's Attention with a switchable normaliser."""
+
+import pytest
+import torch
+from conftest import random_padding
+from timm.layers import Attention as TimmAttention
+from timm.models.vision_transformer import VisionTransformer
+
+from asap import ops
+from asap.nn import NORMALISERS, Attention, attention_layer, key_padding_mask
+from asap.nn.normalisers import pair_mask
+
+DIM, HEADS, N = 32, 4, 9
+
+
+def make(normaliser: str, **options) -> Attention:
+    layer = Attention(DIM, num_heads=HEADS, qkv_bias=True, normaliser=normaliser, normaliser_options=options)
+    if normaliser == "asap":
+        torch.nn.init.normal_(layer.normaliser.dual_map.weight, std=0.3)
+        layer.normaliser.calibrated.fill_(True)
+    return layer
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_softmax_normaliser_equals_timm_attention(qk_norm):
+    norm = torch.nn.LayerNorm if qk_norm else None
+    timm_layer = TimmAttention(DIM, num_heads=HEADS, qkv_bias=True, qk_norm=qk_norm, norm_layer=norm)
+    ours = Attention(DIM, num_heads=HEADS, qkv_bias=True, qk_norm=qk_norm, norm_layer=norm)
+    ours.load_state_dict(timm_layer.state_dict())
+    x = torch.randn(3, N, DIM)
+    mask = key_padding_mask(random_padding(3, N))
+    assert torch.allclose(ours(x), timm_layer(x), atol=1e-6)
+    assert torch.allclose(ours(x, attn_mask=mask), timm_layer(x, attn_mask=mask), atol=1e-6)
+    assert torch.allclose(ours(x, is_causal=True), timm_layer(x, is_causal=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("normaliser", sorted(NORMALISERS))
+@pytest.mark.parametrize("masked", [False, True])
+def test_forward_backward(normaliser, masked):
+    layer = make(normaliser)
+    x = torch.randn(3, N, DIM, requires_grad=True)
+    mask = key_padding_mask(random_padding(3, N)) if masked else None
+    out = layer(x, attn_mask=mask)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    for name, parameter in layer.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
+@pytest.mark.parametrize("normaliser", ["sinkhorn", "sliced", "asap"])
+def test_padding_does_not_change_valid_tokens(normaliser):
+    """A doubly-stochastic layer on a padded batch equals the same layer on the unpadded sequences."""
+    layer = make(normaliser).double()
+    x = torch.randn(3, N, DIM, dtype=torch.float64)
+    valid = random_padding(3, N, min_valid=3)
+    out = layer(x, attn_mask=key_padding_mask(valid))
+    for b in range(3):
+        alone = layer(x[b : b + 1, valid[b]])
+        assert torch.allclose(out[b, valid[b]], alone[0], atol=1e-10)
+
+
+@pytest.mark.parametrize("normaliser", ["sinkhorn", "sliced", "asap"])
+def test_attention_weights_are_doubly_stochastic_on_valid_tokens(normaliser):
+    layer = make(normaliser, **({"sort_temperature": 1e-7} if normaliser == "sliced" else {})).double()
+    if normaliser == "sinkhorn":
+        layer.normaliser.n_iters = 300
+    x = torch.randn(2, N, DIM, dtype=torch.float64)
+    valid = random_padding(2, N, min_valid=4)
+    weights = layer.attention_weights(x, key_padding_mask(valid))
+    expected = valid[:, None, :].expand(2, HEADS, N).double()
+    assert torch.allclose(weights.sum(-1), expected, atol=1e-6), "rows"
+    if normaliser != "asap":  # ASAP's columns are only as exact as its calibration
+        assert torch.allclose(weights.sum(-2), expected, atol=1e-6), "columns"
+
+
+def test_weights_load_unchanged_across_normalisers():
+    teacher = make("sinkhorn", n_iters=5)
+    state = teacher.state_dict()
+    x = torch.randn(2, N, DIM)
+    for name in ["softmax", "sliced"]:
+        student = make(name)
+        student.load_state_dict(state)  # strict: these normalisers hold no state
+        assert torch.equal(student.qkv.weight, teacher.qkv.weight)
+    asap_layer = Attention(DIM, num_heads=HEADS, qkv_bias=True, normaliser="asap")
+    missing, unexpected = asap_layer.load_state_dict(state, strict=False)
+    assert not unexpected and all(key.startswith("normaliser.") for key in missing)
+    softmax_layer = make("softmax")
+    softmax_layer.load_state_dict(state)
+    teacher.set_normaliser(softmax_layer.normaliser)
+    assert torch.allclose(teacher(x), softmax_layer(x))
+
+
+def test_asap_fed_the_teacher_dual_reproduces_the_teacher_layer():
+    """Step (4) of ASAP given the dual the teacher used for its last column step is the teacher itself."""
+    n_iters = 4
+    teacher = make("sinkhorn", n_iters=n_iters)
+    student = make("asap")
+    student.load_state_dict(teacher.state_dict(), strict=False)
+
+    def teacher_dual(q, k, mask=None):
+        return ops.sinkhorn(ops.attention_scores(q, k), n_iters - 1, pair_mask(mask))[0]
+
+    student.normaliser.dual = teacher_dual
+    x = torch.randn(3, N, DIM)
+    mask = key_padding_mask(random_padding(3, N))
+    assert torch.allclose(student(x, attn_mask=mask), teacher(x, attn_mask=mask), atol=1e-6)
+
+
+def test_vision_transformer_with_each_normaliser():
+    x = torch.randn(2, 1, 16, 16)
+    for name in NORMALISERS:
+        model = VisionTransformer(
+            img_size=16,
+            patch_size=4,
+            in_chans=1,
+            num_classes=3,
+            embed_dim=DIM,
+            depth=2,
+            num_heads=HEADS,
+            attn_layer=attention_layer(name),
+        )
+        if name == "asap":
+            for module in model.modules():
+                if isinstance(module, Attention):
+                    module.normaliser.calibrated.fill_(True)
+        assert model(x).shape == (2, 3)
+
+
+def test_clear_errors():
+    layer = make("sinkhorn")
+    x = torch.randn(2, N, DIM)
+    with pytest.raises(ValueError, match="shape"):
+        layer(torch.randn(2, N, DIM + 1))
+    with pytest.raises(ValueError, match="shape"):
+        layer(torch.randn(N, DIM))
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(x.index_fill(1, torch.tensor([2]), float("nan")))
+    with pytest.raises(ValueError, match="broadcast"):
+        layer(x, attn_mask=torch.ones(2, N, dtype=torch.bool))  # (B, N) must go through key_padding_mask
+    with pytest.raises(ValueError, match="broadcast"):
+        layer(x, attn_mask=torch.ones(2, 1, 1, N + 1, dtype=torch.bool))
+    with pytest.raises(TypeError, match="boolean"):
+        layer(x, attn_mask=torch.ones(2, 1, 1, N, dtype=torch.int64))
+    with pytest.raises(ValueError, match="0 and -inf"):
+        layer(x, attn_mask=torch.randn(2, 1, 1, N))
+    with pytest.raises(ValueError, match="is_causal"):
+        layer(x, is_causal=True)
+    with pytest.raises(ValueError, match="unknown attention normaliser"):
+        Attention(DIM, num_heads=HEADS, normaliser="linear")
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        Attention(DIM, num_heads=HEADS, normaliser="asap")(x)
+    with pytest.raises(ValueError, match="padding masks only"):
+        make("sliced")(x, attn_mask=torch.ones(N, N, dtype=torch.bool).tril())
+
+
+def test_float_padding_mask_is_accepted():
+    layer = make("sinkhorn")
+    x = torch.randn(2, N, DIM)
+    valid = random_padding(2, N)
+    additive = torch.zeros(2, 1, 1, N).masked_fill(~valid[:, None, None, :], -torch.inf)
+    assert torch.allclose(layer(x, attn_mask=additive), layer(x, attn_mask=key_padding_mask(valid)))
