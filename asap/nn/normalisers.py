@@ -69,15 +69,22 @@ class Sinkhorn(Normaliser):
 
     name = "sinkhorn"
 
-    def __init__(self, num_heads: int, head_dim: int, n_iters: int = 3) -> None:
+    def __init__(self, num_heads: int, head_dim: int, n_iters: int = 3, backward: str = "lean") -> None:
         super().__init__()
+        if backward not in ("lean", "unrolled"):
+            raise ValueError(
+                f"backward must be 'lean' (recompute, O(n) saved per iteration) or 'unrolled', got {backward!r}"
+            )
         self.n_iters = n_iters
+        self.backward = backward
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.sinkhorn_weights(q, k, self.n_iters, pair_mask(mask))
+        if self.backward == "unrolled":
+            return ops.sinkhorn_weights(q, k, self.n_iters, pair_mask(mask))
+        return ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), self.n_iters, pair_mask(mask))
 
     def extra_repr(self) -> str:
-        return f"n_iters={self.n_iters}"
+        return f"n_iters={self.n_iters}, backward={self.backward}"
 
 
 class SlicedTransport(Normaliser):

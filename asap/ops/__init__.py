@@ -19,6 +19,7 @@ from asap.ops.entropic import (
     transport_plan,
 )
 from asap.ops.kantorovich import kantorovich_1d
+from asap.ops.sinkhorn_backward import sinkhorn_attention_matrix
 from asap.ops.sliced import sliced_transport_plan, soft_sort
 from asap.ops.slicing import project, slice_directions
 
@@ -32,6 +33,7 @@ __all__ = [
     "project",
     "row_c_transform",
     "sinkhorn",
+    "sinkhorn_attention_matrix",
     "sinkhorn_weights",
     "slice_directions",
     "sliced_potentials",
