@@ -1,0 +1,68 @@
+"""Experiment configs: one YAML per (profile, task) under ``experiments/``, plus command-line overrides.
+
+A task config holds ``data``, ``model``, ``optim``, ``trainer`` and ``variants`` (the attention options of
+each variant). :func:`run_config` resolves it for one (variant, seed) into the flat record a run logs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def config_path(task: str, profile: str = "cpu") -> Path:
+    return EXPERIMENTS / profile / f"{task}.yaml"
+
+
+def load_task_config(task: str, profile: str = "cpu", path: str | Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path else config_path(task, profile)
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
+        raise FileNotFoundError(f"no config {path}; configs in {path.parent}: {available}")
+    config = yaml.safe_load(path.read_text())
+    if config.get("task") != task:
+        raise ValueError(f"{path} is the config of task {config.get('task')!r}, not {task!r}")
+    return config
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["trainer.max_epochs=1", "optim.lr=3e-4"]`` -> a copy of ``config`` with those values (YAML-parsed)."""
+    config = copy.deepcopy(config)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep:
+            raise ValueError(f"override {override!r} is not of the form key.path=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {override!r}: {part!r} is not a section")
+        node[leaf] = parse_value(raw)
+    return config
+
+
+def parse_value(raw: str) -> Any:
+    """YAML scalar parsing, plus numbers YAML 1.1 leaves as strings (``3e-3``)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
+    """The resolved config of one training run."""
+    variants = task_config.get("variants", {})
+    if variant not in variants:
+        raise ValueError(f"variant {variant!r} is not configured for task {task_config['task']!r}: {sorted(variants)}")
+    config = {key: copy.deepcopy(value) for key, value in task_config.items() if key != "variants"}
+    config.update(variant=variant, seed=seed, attention_options=copy.deepcopy(variants[variant] or {}))
+    return config

@@ -1,0 +1,105 @@
+"""Train one (task, variant, seed) and write its record: metrics, training cost, config, provenance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+from asap.data import create_datamodule
+from asap.provenance import provenance, write_json_atomic
+from asap.train.callbacks import StepCost
+from asap.train.module import Classifier
+
+
+def model_arguments(config: dict[str, Any], datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The model section of a run config, completed with the data's shapes and the attention variant."""
+    arguments = dict(config["model"])
+    if datamodule.modality == "vision":
+        arguments.update(image_size=datamodule.image_size, in_chans=datamodule.in_chans)
+    else:
+        arguments.update(vocab_size=datamodule.vocab_size, max_len=datamodule.max_len)
+    arguments.update(
+        num_classes=datamodule.num_classes, attention=config["variant"], attention_options=config["attention_options"]
+    )
+    return arguments
+
+
+def run_name(config: dict[str, Any]) -> str:
+    return f"{config['task']}-{config['variant']}-seed{config['seed']}"
+
+
+def _loggers(config: dict[str, Any], run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(run_dir, name="csv", version="")]
+    if config.get("logging", {}).get("wandb", True):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(
+            WandbLogger(
+                project=config.get("logging", {}).get("project", "asap"),
+                name=run_name(config),
+                save_dir=str(run_dir),
+                config=config,
+                offline=os.environ["WANDB_MODE"] == "offline",
+            )
+        )
+    return loggers
+
+
+def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, data_dir: str | Path = "data") -> dict:
+    """Fit, test the best checkpoint, and write the run record to ``result_path`` (atomically, last).
+
+    ``run_dir`` receives checkpoints (``best.ckpt``, ``last.ckpt``) and logs; it is cleared first, so an
+    interrupted run restarts cleanly and only a finished run has a record.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    datamodule = create_datamodule(config["task"], data_dir=data_dir, seed=config["seed"], **config.get("data", {}))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = Classifier(model=model_arguments(config, datamodule), optim=config["optim"])
+
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True
+    )
+    cost = StepCost()
+    loggers = _loggers(config, run_dir)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        logger=loggers,
+        callbacks=[checkpoint, cost, LearningRateMonitor(logging_interval="step")],
+        deterministic=True,
+        **config.get("trainer", {}),
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_wall_s = time.perf_counter() - start
+    (test,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
+
+    record = {
+        "task": config["task"],
+        "variant": config["variant"],
+        "seed": config["seed"],
+        "metrics": {
+            "test_acc": test["test/acc"],
+            "test_loss": test["test/loss"],
+            "best_val_acc": float(checkpoint.best_model_score),
+        },
+        "cost": {**cost.summary(module.device), "train_wall_s": train_wall_s, "device_type": module.device.type},
+        "checkpoints": {"best": str(checkpoint.best_model_path), "last": str(checkpoint.last_model_path)},
+        "num_parameters": sum(p.numel() for p in module.parameters()),
+        "config": config,
+        "provenance": provenance(),
+    }
+    write_json_atomic(result_path, record)
+    return record

@@ -1,0 +1,96 @@
+"""Configs, the CLI and a short end-to-end fit: run record, checkpoints, determinism."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from asap.__main__ import main
+from asap.train import Classifier, apply_overrides, load_task_config, run_config, train
+from asap.train.config import EXPERIMENTS
+
+TINY_LISTOPS = {
+    "task": "listops",
+    "data": {"batch_size": 8, "train_size": 48, "val_size": 16, "test_size": 16, "min_len": 16, "max_len": 48},
+    "model": {"name": "text_encoder", "embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0},
+    "variants": {"softmax": {}, "sinkhorn": {"n_iters": 2}, "sliced": {"num_slices": 2}},
+    "optim": {"lr": 3.0e-3, "weight_decay": 0.0},
+    "trainer": {"max_epochs": 1, "enable_progress_bar": False, "log_every_n_steps": 1, "enable_model_summary": False},
+    "logging": {"wandb": False},
+}
+
+
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
+def test_cpu_configs_define_every_trained_variant(path):
+    config = load_task_config(path.stem, "cpu")
+    assert {"softmax", "sinkhorn", "sliced"} <= set(config["variants"])
+    for section in ("data", "model", "optim", "trainer"):
+        assert section in config, f"{path.name} lacks {section}"
+
+
+def test_overrides_and_run_config():
+    config = apply_overrides(TINY_LISTOPS, ["optim.lr=1e-2", "trainer.max_epochs=3", "model.new.key=[1, 2]"])
+    assert config["optim"]["lr"] == 1e-2 and config["trainer"]["max_epochs"] == 3
+    assert config["model"]["new"]["key"] == [1, 2]
+    assert TINY_LISTOPS["optim"]["lr"] == 3.0e-3, "overrides must not mutate their input"
+    run = run_config(config, "sinkhorn", seed=4)
+    assert run["variant"] == "sinkhorn" and run["seed"] == 4 and run["attention_options"] == {"n_iters": 2}
+    assert "variants" not in run
+    with pytest.raises(ValueError, match="not configured"):
+        run_config(config, "asap", 0)
+    with pytest.raises(ValueError, match="key.path=value"):
+        apply_overrides(config, ["optim.lr"])
+    with pytest.raises(FileNotFoundError, match="no config"):
+        load_task_config("mnist", "no-such-profile")
+
+
+@pytest.mark.slow
+def test_fit_writes_a_complete_record_and_is_deterministic(tmp_path):
+    config = run_config(TINY_LISTOPS, "sinkhorn", seed=1)
+    records = [
+        train(config, tmp_path / f"run{i}", tmp_path / f"result{i}.json", data_dir=tmp_path / "data") for i in range(2)
+    ]
+    record = json.loads((tmp_path / "result0.json").read_text())
+    assert record["metrics"] == records[0]["metrics"] == records[1]["metrics"], "same seed, same metrics on CPU"
+    assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
+    assert record["cost"]["steps"] == 6 and record["cost"]["step_time_ms_median"] > 0
+    assert record["cost"]["peak_mem_mb"] > 0
+    assert record["config"]["attention_options"] == {"n_iters": 2}
+    provenance = record["provenance"]
+    assert provenance["git_commit"] and provenance["device"].startswith("cpu")
+    assert provenance["versions"]["torch"] == torch.__version__
+    metrics_csv = (tmp_path / "run0" / "csv" / "metrics.csv").read_text()
+    for column in ("train/loss_step", "train/step_time_ms", "train/peak_mem_mb", "val/acc", "lr-AdamW"):
+        assert column in metrics_csv, column
+
+    model = Classifier.load_from_checkpoint(record["checkpoints"]["best"]).eval()
+    assert model.variant == "sinkhorn"
+    assert model.model.blocks[0].attn.normaliser.n_iters == 2
+
+
+@pytest.mark.slow
+def test_cli_trains_with_overrides_and_offline_wandb(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    config_file = tmp_path / "listops.yaml"
+    config_file.write_text(yaml.safe_dump({**TINY_LISTOPS, "logging": {"wandb": True}}))
+    main(
+        [
+            "train",
+            "--task",
+            "listops",
+            "--variant",
+            "sliced",
+            "--seed",
+            "0",
+            "--config",
+            str(config_file),
+            "--set",
+            "data.batch_size=16",
+        ]
+    )
+    record = json.loads((tmp_path / "results/cpu/train/listops/sliced/seed0.json").read_text())
+    assert record["config"]["data"]["batch_size"] == 16 and record["cost"]["steps"] == 3
+    assert list((tmp_path / "runs/cpu/listops/sliced/seed0/wandb").glob("offline-run-*")), "offline W&B run"
+    assert (tmp_path / "runs/cpu/listops/sliced/seed0/checkpoints/last.ckpt").exists()
