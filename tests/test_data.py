@@ -303,3 +303,21 @@ def test_hub_text_on_an_ag_news_fixture(tmp_path):
     tokens, labels = next(iter(bpe.test_dataloader()))
     assert int(tokens.max()) < 300 and bpe.tokenizer.decode(tokens[3]) == "zyzzyva story 3 on topic 3"
     assert len(bpe.datasets["train"][0][0]) < len("plain story 0 on topic 0"), "BPE merges frequent pieces"
+
+
+def test_length_buckets_cover_every_sample_once_and_cut_padding():
+    from asap.data.base import LengthBucketSampler
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=1000)
+    sampler = LengthBucketSampler(lengths, batch_size=16, shuffle=True, seed=3, bucket_batches=10)
+    epoch = list(sampler)
+    assert len(epoch) == len(sampler) == 63
+    assert sorted(i for batch in epoch for i in batch) == list(range(1000))
+    padded_per_sample = sum(len(batch) * lengths[batch].max() for batch in epoch) / 1000
+    random_batches = np.random.default_rng(1).permutation(1000)[:992].reshape(-1, 16)
+    assert padded_per_sample < 0.7 * np.mean([lengths[batch].max() for batch in random_batches])
+    assert epoch != list(sampler), "a new order each epoch"
+    again = LengthBucketSampler(lengths, batch_size=16, shuffle=True, seed=3, bucket_batches=10)
+    assert list(again) == epoch, "the same seed gives the same epochs"
+    ordered = list(LengthBucketSampler(lengths, batch_size=16, shuffle=False))
+    assert [lengths[b].max() for b in ordered] == sorted(lengths[b].max() for b in ordered)

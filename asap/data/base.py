@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from asap.data.tokenize import ByteTokenizer, SubwordTokenizer, pad
 
@@ -76,6 +76,44 @@ def collate_tokens(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tens
     return pad(sequences), torch.stack(labels)
 
 
+def sequence_lengths(dataset: Dataset) -> np.ndarray:
+    """Token counts of a :class:`TokenDataset` or a ``Subset`` of one."""
+    if isinstance(dataset, Subset):
+        return sequence_lengths(dataset.dataset)[np.asarray(dataset.indices)]
+    return np.array([len(sequence) for sequence in dataset.sequences])
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar lengths, so that padding (and quadratic attention over it) is small.
+
+    Shuffled: each epoch draws a random permutation, sorts it by length within buckets of ``bucket_batches``
+    batches, and shuffles the order of the batches; a seeded generator makes the sequence of epochs reproducible.
+    Unshuffled (evaluation): batches of the length-sorted samples.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, bucket_batches: int = 50):
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.bucket = batch_size * bucket_batches
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            yield from (order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size))
+            return
+        order = torch.randperm(len(self.lengths), generator=self.generator).numpy()
+        batches = []
+        for start in range(0, len(order), self.bucket):
+            bucket = order[start : start + self.bucket]
+            bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
+            batches += [bucket[i : i + self.batch_size].tolist() for i in range(0, len(bucket), self.batch_size)]
+        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[index]
+
+
 class ClassificationDataModule(L.LightningDataModule):
     """Train/val/test loaders over ``self.datasets``, built once in ``setup`` by the subclass's ``load_splits``.
 
@@ -88,6 +126,7 @@ class ClassificationDataModule(L.LightningDataModule):
     modality: str
     num_classes: int
     collate_fn: Callable | None = None
+    bucket_by_length = False  # token datasets batch sequences of similar length together
 
     def __init__(
         self,
@@ -124,8 +163,12 @@ class ClassificationDataModule(L.LightningDataModule):
         return Subset(dataset, np.sort(rng.choice(available, size, replace=False)).tolist())
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        dataset = self.datasets[split]
+        if self.bucket_by_length:
+            sampler = LengthBucketSampler(sequence_lengths(dataset), self.batch_size, shuffle, self.seed)
+            return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate_fn)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
@@ -172,6 +215,7 @@ class TextDataModule(ClassificationDataModule):
 
     modality = "text"
     collate_fn = staticmethod(collate_tokens)
+    bucket_by_length = True
 
     def __init__(
         self,

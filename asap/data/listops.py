@@ -103,6 +103,7 @@ class ListOps(ClassificationDataModule):
 
     task, modality, num_classes, vocab_size = "listops", "text", 10, len(VOCAB)
     collate_fn = staticmethod(collate_tokens)
+    bucket_by_length = True
 
     def __init__(
         self,
