@@ -46,7 +46,7 @@ def library_versions() -> dict[str, str]:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = "not installed"
-    versions["torch"] = torch.__version__  # keeps the build tag (+cpu, +cu128, ...)
+    versions["torch"] = str(torch.__version__)  # keeps the build tag (+cpu, +cu128, ...)
     versions["cuda"] = torch.version.cuda or "none"
     return versions
 

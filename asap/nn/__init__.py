@@ -1,10 +1,10 @@
 """``nn.Module`` wrappers: the multi-head attention layer and its normalisers."""
 
 from asap.nn.attention import Attention, attention_layer, key_padding_mask
+from asap.nn.dual_maps import DUAL_MAPS, LinearDualMap, MLPDualMap
 from asap.nn.normalisers import (
     ASAP,
     NORMALISERS,
-    LinearDualMap,
     Normaliser,
     Sinkhorn,
     SlicedTransport,
@@ -16,6 +16,8 @@ __all__ = [
     "ASAP",
     "NORMALISERS",
     "Attention",
+    "DUAL_MAPS",
+    "MLPDualMap",
     "attention_layer",
     "LinearDualMap",
     "Normaliser",

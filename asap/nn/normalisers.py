@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from asap import ops
+from asap.nn.dual_maps import DUAL_MAPS
 
 
 def pair_mask(mask: Tensor | None) -> Tensor | None:
@@ -115,21 +116,11 @@ class SlicedTransport(Normaliser):
         return f"slices={slices}, sort_temperature={self.sort_temperature}, cost_temperature={self.cost_temperature}"
 
 
-class LinearDualMap(nn.Module):
-    """Per-head affine map from the ``L`` sliced potentials of a query to its dual: ``f = phi . w_h + b_h``."""
-
-    def __init__(self, num_heads: int, num_features: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(num_heads, num_features))
-        self.bias = nn.Parameter(torch.zeros(num_heads))
-
-    def forward(self, features: Tensor) -> Tensor:
-        """``features (B, H, N, L) -> f (B, H, N)``."""
-        return torch.einsum("bhnl,hl->bhn", features, self.weight) + self.bias[:, None]
-
-
 class ASAP(Normaliser):
-    """ASAP: sliced 1-D potentials -> learned map -> query dual ``f`` -> entropic c-transform(s). No iteration.
+    """ASAP: sliced features -> learned map -> query dual ``f`` -> entropic c-transform(s). No iteration.
+
+    Features (``asap.ops.sliced_dual_features``): per slice the exact 1-D Kantorovich potential of the query and
+    a mean-field term; the map is per head (linear by default, ``dual_map="mlp"`` for a residual MLP).
 
     ``g = c-transform of f over queries``; two-sided: ``A_ij = softmax_j(S_ij + g_j)``; one-sided:
     ``A = n exp(S + f (+) g)``. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
@@ -139,15 +130,27 @@ class ASAP(Normaliser):
     name = "asap"
 
     def __init__(
-        self, num_heads: int, head_dim: int, num_slices: int | None = None, two_sided: bool = True, seed: int = 0
+        self,
+        num_heads: int,
+        head_dim: int,
+        num_slices: int | None = None,
+        two_sided: bool = True,
+        dual_map: str = "linear",
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        if dual_map not in DUAL_MAPS:
+            raise ValueError(f"unknown dual map {dual_map!r}; choose one of {sorted(DUAL_MAPS)}")
         num_slices = num_slices or head_dim
         self.two_sided = two_sided
+        self.dual_map_kind = dual_map
         directions = ops.slice_directions(head_dim, num_slices, seed).expand(num_heads, -1, -1).clone()
         self.register_buffer("directions", directions)
-        self.dual_map = LinearDualMap(num_heads, num_slices)
+        self.dual_map = DUAL_MAPS[dual_map](num_heads, 2 * num_slices)  # potentials + mean-field terms
         self.register_buffer("calibrated", torch.tensor(False))
+        # Calibration report, saved with the model: held-out R^2 of the dual and relative plan error, per head.
+        self.register_buffer("r2", torch.full((num_heads,), torch.nan))
+        self.register_buffer("plan_error", torch.full((num_heads,), torch.nan))
 
     def dual(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         """The predicted query-side dual ``f (B, H, N)``."""
@@ -156,13 +159,13 @@ class ASAP(Normaliser):
                 "ASAP attention is not calibrated: compile it from a trained Sinkhorn teacher with "
                 "asap.compile(...) or load a compiled checkpoint"
             )
-        return self.dual_map(ops.sliced_potentials(q, k, self.directions, token_mask(mask)))
+        return self.dual_map(ops.sliced_dual_features(q, k, self.directions, token_mask(mask)))
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.two_sided)
 
     def extra_repr(self) -> str:
-        return f"slices={self.directions.shape[-1]}, two_sided={self.two_sided}"
+        return f"slices={self.directions.shape[-1]}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}"
 
 
 NORMALISERS: dict[str, type[Normaliser]] = {cls.name: cls for cls in (Softmax, Sinkhorn, SlicedTransport, ASAP)}

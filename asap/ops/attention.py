@@ -7,6 +7,7 @@ tokens where a method only supports padding (sliced transport, the slicing step 
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -50,10 +51,22 @@ def sliced_weights(
     return sliced_transport_plan(q, k, directions, sort_temperature, cost_temperature, token_mask)
 
 
-def sliced_potentials(q: Tensor, k: Tensor, directions: Tensor, token_mask: Tensor | None = None) -> Tensor:
-    """ASAP features: the exact 1-D query potentials ``phi (..., n, L)`` of projected q vs k, per slice."""
-    phi, _ = kantorovich_1d(project(q, directions), project(k, directions), token_mask)
-    return phi
+def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: Tensor | None = None) -> Tensor:
+    """ASAP's per-query features ``(..., n, 2L)``: per slice, the exact 1-D Kantorovich potential ``phi`` of the
+    projected queries vs keys, and the mean-field term ``x_i * mean_j(y_j)``.
+
+    The potentials describe the dual when attention is sharp (the unregularised limit); the mean-field term is
+    the first-order dual when it is flat (``f_i ~ const - q_i . mean(k) / sqrt(d)`` for small scores, recovered
+    exactly by summing over ``L = d`` orthonormal slices). The learned map interpolates between the two. Both
+    have zero mean over each problem's valid queries (the dual's gauge); padded queries get 0.
+    """
+    x, y = project(q, directions), project(k, directions)
+    phi, _ = kantorovich_1d(x, y, token_mask)
+    weights = torch.ones_like(x[..., :1]) if token_mask is None else token_mask.unsqueeze(-1).to(x.dtype)
+    count = weights.sum(dim=-2, keepdim=True)
+    mean_field = x * ((y * weights).sum(dim=-2, keepdim=True) / count)
+    mean_field = (mean_field - (mean_field * weights).sum(dim=-2, keepdim=True) / count) * weights
+    return torch.cat([phi, mean_field], dim=-1)
 
 
 def c_transform_weights(q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool = True) -> Tensor:

@@ -20,7 +20,9 @@ class Classifier(L.LightningModule):
     checkpoint, so :meth:`load_from_checkpoint` rebuilds the exact model.
     """
 
-    def __init__(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], run: dict[str, Any] | None = None) -> None:
+        """``model``: arguments of :func:`asap.models.create_model`; ``optim``: the optimiser section;
+        ``run``: the whole run config, kept so that a checkpoint can rebuild its data (e.g. for compile)."""
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(**model)

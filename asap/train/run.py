@@ -64,7 +64,7 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
     datamodule = create_datamodule(config["task"], data_dir=data_dir, seed=config["seed"], **config.get("data", {}))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = Classifier(model=model_arguments(config, datamodule), optim=config["optim"])
+    module = Classifier(model=model_arguments(config, datamodule), optim=config["optim"], run=config)
 
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True

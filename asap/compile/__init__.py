@@ -1,0 +1,21 @@
+"""Train-then-compile: calibrate ASAP on a trained Sinkhorn teacher and swap it in without retraining.
+
+The package is itself callable, so the paper's verb reads as written: ``asap.compile(model, calib_loader, ...)``
+is :func:`asap.compile.compiler.compile`.
+"""
+
+import sys
+import types
+
+from asap.compile.compiler import calibration_report, compile, without_dual_map
+from asap.compile.io import load_compiled, read_compiled, save_compiled
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return compile(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["calibration_report", "compile", "load_compiled", "read_compiled", "save_compiled", "without_dual_map"]

@@ -1,0 +1,67 @@
+r"""Calibration data: each query's sliced features (1-D potentials and mean-field terms) and the teacher's
+query dual (the target).
+
+The target is the query-side dual ``f`` that the teacher's *last column step* used, i.e. the ``f`` of
+``n_iters - 1`` Sinkhorn iterations: its c-transform is exactly the teacher's ``g`` and hence the teacher's
+attention ``softmax_j(S_ij + g_j)`` (for a converged teacher this is the converged dual). Duals are defined
+up to a constant per problem (``f + c``, ``g - c`` give the same plan), so both the targets and the features
+(``kantorovich_1d``'s gauge) have zero mean over each problem's valid queries.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from asap import ops
+from asap.compile.capture import AttentionInputs
+from asap.nn.normalisers import pair_mask, token_mask
+
+
+def teacher_query_dual(inputs: AttentionInputs, n_iters: int) -> Tensor:
+    """Gauge-fixed ``f (B, H, N)`` of the teacher's last column step (0 on padded queries)."""
+    if n_iters < 1:
+        raise ValueError("a teacher with n_iters=0 is softmax attention: there is no dual to calibrate on")
+    pairs = pair_mask(inputs.mask)
+    f, _ = ops.sinkhorn(ops.attention_scores(inputs.q, inputs.k), n_iters - 1, pairs)
+    valid = torch.ones_like(f, dtype=torch.bool) if pairs is None else pairs.any(-1).expand_as(f)
+    mean = (f * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True)
+    return (f - mean) * valid
+
+
+def valid_tokens(inputs: AttentionInputs) -> Tensor:
+    """``(B, N)`` booleans of the real (unpadded) tokens of a batch."""
+    batch, _, seq_len, _ = inputs.q.shape
+    tokens = token_mask(inputs.mask)
+    if tokens is None:
+        return torch.ones(batch, seq_len, dtype=torch.bool, device=inputs.q.device)
+    return tokens.any(dim=1) if tokens.ndim == 3 else tokens
+
+
+def calibration_pairs(batches: list[AttentionInputs], directions: Tensor, n_iters: int) -> tuple[Tensor, Tensor]:
+    """Features ``(H, T, 2L)`` and targets ``(H, T)`` over the ``T`` real queries of ``batches``."""
+    features, targets = [], []
+    for inputs in batches:
+        valid = valid_tokens(inputs)
+        phi = ops.sliced_dual_features(inputs.q, inputs.k, directions, token_mask(inputs.mask))  # (B, H, N, 2L)
+        features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
+        targets.append(teacher_query_dual(inputs, n_iters).permute(0, 2, 1)[valid])  # (T_b, H)
+    return torch.cat(features).transpose(0, 1), torch.cat(targets).T
+
+
+def principal_directions(batches: list[AttentionInputs], num_slices: int, seed: int = 0) -> Tensor:
+    """Per head, the top principal directions ``(H, d, L)`` of the pooled real queries and keys
+    (completed by seeded random orthonormal directions when ``L > d``)."""
+    vectors = []
+    for inputs in batches:
+        valid = valid_tokens(inputs)
+        vectors.append(torch.cat([inputs.q.permute(0, 2, 1, 3)[valid], inputs.k.permute(0, 2, 1, 3)[valid]]))
+    pooled = torch.cat(vectors).transpose(0, 1).double()  # (H, T, d)
+    centred = pooled - pooled.mean(dim=1, keepdim=True)
+    _, eigenvectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # ascending eigenvalues
+    principal = eigenvectors.flip(-1)  # (H, d, d), largest first
+    head_dim = principal.shape[-1]
+    if num_slices > head_dim:
+        extra = ops.slice_directions(head_dim, num_slices - head_dim, seed, dtype=torch.float64)
+        principal = torch.cat([principal, extra.expand(principal.shape[0], -1, -1)], dim=-1)
+    return principal[..., :num_slices].to(batches[0].q.dtype)

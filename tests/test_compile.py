@@ -1,0 +1,136 @@
+"""Train-then-compile on a tiny trained Sinkhorn teacher: calibration quality, invariants, save/load."""
+
+import pytest
+import torch
+
+import asap
+from asap import ops
+from asap.compile import calibration_report, load_compiled, save_compiled, without_dual_map
+from asap.data import create_datamodule
+from asap.models import create_model
+from asap.nn import ASAP, Attention
+from asap.nn.normalisers import pair_mask
+
+N_ITERS = 3
+TEACHER = {
+    "name": "vit",
+    "image_size": 28,
+    "in_chans": 1,
+    "num_classes": 10,
+    "attention": "sinkhorn",
+    "attention_options": {"n_iters": N_ITERS},
+    "patch_size": 7,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "global_pool": "avg",
+}
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir):
+    datamodule = create_datamodule("mnist", data_dir=data_dir, batch_size=64, train_size=6400, val_size=640)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+@pytest.fixture(scope="module")
+def teacher(mnist):
+    """A tiny Sinkhorn ViT trained for three epochs on 6,400 MNIST digits (seconds on a CPU)."""
+    torch.manual_seed(0)
+    model = create_model(**TEACHER)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(3):
+        for images, labels in mnist.train_dataloader():
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            optimiser.step()
+    return model.eval()
+
+
+def accuracy(model, loader):
+    with torch.no_grad():
+        hits = [(model(x).argmax(-1) == y).float() for x, y in loader]
+    return torch.cat(hits).mean().item()
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_calibration_fits_the_teacher_duals(teacher, mnist):
+    student = asap.compile(teacher, mnist.train_dataloader(), slices=32, num_batches=6, holdout_batches=2)
+    report = calibration_report(student)
+    print(report.to_string())
+    assert len(report) == 2 * 2 and set(report["slices"]) == {32}
+    assert (report.groupby("layer")["r2"].mean() > 0.9).any(), "held-out R^2 > 0.9 on at least one layer"
+    assert (report["r2"] > 0.5).all() and (report["plan_error"] < 0.2).all()
+    teacher_accuracy = accuracy(teacher, mnist.val_dataloader())
+    assert teacher_accuracy > 0.6, f"the teacher should have learnt something ({teacher_accuracy:.3f})"
+    assert accuracy(student, mnist.val_dataloader()) > 0.95 * teacher_accuracy
+
+
+def test_compile_changes_only_the_normalisers(teacher, mnist):
+    student = asap.compile(teacher, mnist.train_dataloader(), slices=8, num_batches=2, holdout_batches=1)
+    teacher_state, student_state = teacher.state_dict(), student.state_dict()
+    for key, value in teacher_state.items():
+        assert torch.equal(student_state[key], value), key
+    extra = set(student_state) - set(teacher_state)
+    assert extra and all(".normaliser." in key for key in extra)
+    assert all(isinstance(m.normaliser, ASAP) for m in student.modules() if isinstance(m, Attention))
+    assert all(m.normaliser.name == "sinkhorn" for m in teacher.modules() if isinstance(m, Attention))
+    images = next(iter(mnist.val_dataloader()))[0]
+    assert torch.equal(student.patch_embed(images), teacher.patch_embed(images))
+
+
+def test_asap_with_the_teacher_dual_reproduces_the_teacher_logits(teacher, mnist):
+    student = asap.compile(teacher, mnist.train_dataloader(), slices=8, num_batches=2, holdout_batches=1)
+
+    def exact_dual(q, k, mask=None):
+        return ops.sinkhorn(ops.attention_scores(q, k), N_ITERS - 1, pair_mask(mask))[0]
+
+    for module in student.modules():
+        if isinstance(module, ASAP):
+            module.dual = exact_dual
+    images = next(iter(mnist.val_dataloader()))[0]
+    with torch.no_grad():
+        assert torch.allclose(student(images), teacher(images), atol=1e-5)
+
+
+def test_the_map_matters(teacher, mnist):
+    student = asap.compile(teacher, mnist.train_dataloader(), slices=16, num_batches=4, holdout_batches=1)
+    ablated = without_dual_map(student)
+    images, _ = next(iter(mnist.val_dataloader()))
+    with torch.no_grad():
+        reference = teacher(images)
+        error_with_map = (student(images) - reference).norm()
+        error_without_map = (ablated(images) - reference).norm()
+    assert error_with_map < 0.5 * error_without_map
+
+
+def test_save_load_round_trip_and_mismatch_errors(teacher, mnist, tmp_path):
+    student = asap.compile(teacher, mnist.train_dataloader(), slices=8, map="mlp", num_batches=2, holdout_batches=1)
+    args = {**TEACHER, "attention": "asap", "attention_options": {"num_slices": 8, "dual_map": "mlp"}}
+    path = save_compiled(student, tmp_path / "compiled.pt", args, {"teacher": "test"})
+    loaded = load_compiled(path)
+    images = next(iter(mnist.val_dataloader()))[0]
+    with torch.no_grad():
+        assert torch.equal(loaded(images), student(images))
+    assert calibration_report(loaded).equals(calibration_report(student))
+    with pytest.raises(ValueError, match="does not match"):
+        load_compiled(path, create_model(**{**args, "attention_options": {"num_slices": 4, "dual_map": "mlp"}}))
+    with pytest.raises(ValueError, match="does not match"):
+        load_compiled(path, create_model(**TEACHER))
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an asap compiled model"):
+        load_compiled(tmp_path / "other.pt")
+
+
+def test_compile_errors(teacher, mnist):
+    with pytest.raises(ValueError, match="no Sinkhorn attention"):
+        softmax_model = create_model(**{**TEACHER, "attention": "softmax", "attention_options": {}})
+        asap.compile(softmax_model, mnist.train_dataloader())
+    with pytest.raises(ValueError, match="directions"):
+        asap.compile(teacher, mnist.train_dataloader(), directions="learned")
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        create_model(**{**TEACHER, "attention": "asap", "attention_options": {}})(torch.randn(1, 1, 28, 28))
