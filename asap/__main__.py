@@ -1,4 +1,10 @@
-"""Command line: ``python -m asap train --task mnist --variant sinkhorn --seed 0 [--set trainer.max_epochs=1]``."""
+"""asap's command line.
+
+python -m asap train --task mnist --variant sinkhorn --seed 0 [--set trainer.max_epochs=1]
+python -m asap compile --checkpoint runs/cpu/mnist/sinkhorn/seed0/checkpoints/best.ckpt --out mnist_asap.pt
+python -m asap bench frozen --checkpoint ... --out results/cpu/bench/frozen/mnist.csv
+python -m asap bench downstream --checkpoint ... --out results/cpu/bench/downstream/mnist.csv
+"""
 
 from __future__ import annotations
 
@@ -21,9 +27,120 @@ def _train(args: argparse.Namespace) -> None:
     print(json.dumps({"result": str(result), **record["metrics"], **record["cost"]}, indent=2))
 
 
+def _compile_options(args: argparse.Namespace) -> dict:
+    return {
+        "slices": args.slices,
+        "map": args.map,
+        "directions": args.directions,
+        "num_batches": args.calib_batches,
+        "seed": args.calib_seed,
+    }
+
+
+def _compile(args: argparse.Namespace) -> None:
+    import asap.compile as compiler
+    from asap.bench import load_teacher
+    from asap.nn import attention_layers
+
+    teacher = load_teacher(args.checkpoint, args.data_dir)
+    options = _compile_options(args)
+    student = compiler.compile(
+        teacher.model, teacher.datamodule.train_dataloader(), two_sided=not args.one_sided, **options
+    )
+    layer = next(iter(attention_layers(student).values()))
+    model_args = {
+        **teacher.model_args,
+        "attention": "asap",
+        "attention_options": {
+            "num_slices": options["slices"] or layer.head_dim,
+            "two_sided": not args.one_sided,
+            "dual_map": args.map,
+        },
+    }
+    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": options}
+    compiler.save_compiled(student, args.out, model_args, metadata)
+    report = compiler.calibration_report(student)
+    print(report.to_string(index=False))
+    print(f"compiled model written to {args.out}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from asap.bench import calibration_curve, frozen_layer_benchmark, length_generalisation, load_teacher
+    from asap.provenance import provenance, write_json_atomic
+
+    loaded = load_teacher(args.checkpoint, args.data_dir)
+    teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
+    options = _compile_options(args)
+    test_loader = datamodule.test_dataloader()
+    if args.kind == "frozen":
+        seq_len = _sequence_length(teacher, datamodule)
+        table = frozen_layer_benchmark(
+            teacher,
+            datamodule.train_dataloader(),
+            test_loader,
+            seq_len,
+            seq_lens=args.seq_lens,
+            max_test_batches=args.max_test_batches,
+            min_run_time=args.min_run_time,
+            **options,
+        )
+    else:
+        options.pop("num_batches")
+        tables = [
+            calibration_curve(
+                teacher,
+                datamodule.train_dataloader(),
+                test_loader,
+                sizes=args.calib_sizes,
+                max_test_batches=args.max_test_batches,
+                **options,
+            ).assign(experiment="calibration")
+        ]
+        if datamodule.modality == "text":
+            low, high = min(args.length_edges), max(args.length_edges)
+            buckets = list(zip(args.length_edges[:-1], args.length_edges[1:], strict=True))
+            calib_max_len = low + (high - low) // 2
+            tables.append(
+                length_generalisation(
+                    teacher, datamodule.train_dataloader(), test_loader, calib_max_len, buckets, **options
+                ).assign(experiment="length")
+            )
+        import pandas as pd
+
+        table = pd.concat(tables, ignore_index=True)
+    table.insert(0, "task", run["task"])
+    table.insert(1, "seed", run["seed"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(out)
+    info = {"checkpoint": str(args.checkpoint), "options": options, "run": run, "provenance": provenance()}
+    write_json_atomic(out.with_suffix(".provenance.json"), info)
+    print(table.to_string(index=False))
+
+
+def _sequence_length(model, datamodule) -> int:
+    """Tokens the model attends over: patches (+ class token) for a ViT, the typical batch width for text."""
+    if datamodule.modality == "vision":
+        return model.patch_embed.num_patches + model.num_prefix_tokens
+    widths = [batch[0].shape[1] for batch in datamodule.test_dataloader()]
+    return int(sorted(widths)[len(widths) // 2])
+
+
+def _add_compile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--slices", type=int, default=None, help="slices per head (default: head dim)")
+    parser.add_argument("--map", default="linear", choices=["linear", "mlp"])
+    parser.add_argument("--directions", default="random", choices=["random", "pca"])
+    parser.add_argument("--calib-batches", type=int, default=8)
+    parser.add_argument("--calib-seed", type=int, default=0)
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
-    parser = argparse.ArgumentParser(prog="asap", description=__doc__)
+    parser = argparse.ArgumentParser(prog="asap", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one (task, variant, seed)")
@@ -39,6 +156,23 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--result", help="path of the run record (default results/<profile>/train/...)")
     train.add_argument("--no-wandb", action="store_true")
     train.set_defaults(handler=_train)
+
+    compile_ = commands.add_parser("compile", help="compile a Sinkhorn teacher into ASAP")
+    _add_compile_options(compile_)
+    compile_.add_argument("--one-sided", action="store_true")
+    compile_.add_argument("--out", required=True)
+    compile_.set_defaults(handler=_compile)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench.add_argument("kind", choices=["frozen", "downstream"])
+    _add_compile_options(bench)
+    bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
+    bench.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096])
+    bench.add_argument("--max-test-batches", type=int, default=None)
+    bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of repeated timing per case")
+    bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
+    bench.set_defaults(handler=_bench)
 
     args = parser.parse_args(argv)
     args.handler(args)

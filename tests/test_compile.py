@@ -2,51 +2,14 @@
 
 import pytest
 import torch
+from conftest import N_ITERS, TEACHER
 
 import asap
 from asap import ops
 from asap.compile import calibration_report, load_compiled, save_compiled, without_dual_map
-from asap.data import create_datamodule
 from asap.models import create_model
 from asap.nn import ASAP, Attention
 from asap.nn.normalisers import pair_mask
-
-N_ITERS = 3
-TEACHER = {
-    "name": "vit",
-    "image_size": 28,
-    "in_chans": 1,
-    "num_classes": 10,
-    "attention": "sinkhorn",
-    "attention_options": {"n_iters": N_ITERS},
-    "patch_size": 7,
-    "embed_dim": 32,
-    "depth": 2,
-    "num_heads": 2,
-    "global_pool": "avg",
-}
-
-
-@pytest.fixture(scope="module")
-def mnist(data_dir):
-    datamodule = create_datamodule("mnist", data_dir=data_dir, batch_size=64, train_size=6400, val_size=640)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
-
-
-@pytest.fixture(scope="module")
-def teacher(mnist):
-    """A tiny Sinkhorn ViT trained for three epochs on 6,400 MNIST digits (seconds on a CPU)."""
-    torch.manual_seed(0)
-    model = create_model(**TEACHER)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(3):
-        for images, labels in mnist.train_dataloader():
-            optimiser.zero_grad()
-            torch.nn.functional.cross_entropy(model(images), labels).backward()
-            optimiser.step()
-    return model.eval()
 
 
 def accuracy(model, loader):

@@ -37,6 +37,10 @@ def test_overrides_and_run_config():
     run = run_config(config, "sinkhorn", seed=4)
     assert run["variant"] == "sinkhorn" and run["seed"] == 4 and run["attention_options"] == {"n_iters": 2}
     assert "variants" not in run
+    budget = {**config, "variants": {"sliced": {"attention": {"num_slices": 1}, "set": ["trainer.max_epochs=5"]}}}
+    sliced = run_config(budget, "sliced", seed=0)
+    assert sliced["attention_options"] == {"num_slices": 1} and sliced["trainer"]["max_epochs"] == 5
+    assert budget["trainer"]["max_epochs"] == 3, "per-variant overrides leave the task config alone"
     with pytest.raises(ValueError, match="not configured"):
         run_config(config, "asap", 0)
     with pytest.raises(ValueError, match="key.path=value"):

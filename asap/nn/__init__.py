@@ -1,6 +1,6 @@
 """``nn.Module`` wrappers: the multi-head attention layer and its normalisers."""
 
-from asap.nn.attention import Attention, attention_layer, key_padding_mask
+from asap.nn.attention import Attention, attention_layer, attention_layers, key_padding_mask, with_normaliser
 from asap.nn.dual_maps import DUAL_MAPS, LinearDualMap, MLPDualMap
 from asap.nn.normalisers import (
     ASAP,
@@ -19,6 +19,7 @@ __all__ = [
     "DUAL_MAPS",
     "MLPDualMap",
     "attention_layer",
+    "attention_layers",
     "LinearDualMap",
     "Normaliser",
     "SlicedTransport",
@@ -26,4 +27,5 @@ __all__ = [
     "Softmax",
     "create_normaliser",
     "key_padding_mask",
+    "with_normaliser",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from timm.layers import Attention as TimmAttention
-from torch import Tensor
+from torch import Tensor, nn
 
 from asap.nn.normalisers import NORMALISERS, Normaliser, create_normaliser
 from asap.ops.masking import check_finite
@@ -113,3 +114,16 @@ def attention_layer(normaliser: str, **options: Any) -> type[Attention]:
 
     ConfiguredAttention.__name__ = ConfiguredAttention.__qualname__ = f"{normaliser.capitalize()}Attention"
     return ConfiguredAttention
+
+
+def attention_layers(model: nn.Module) -> dict[str, Attention]:
+    """Every :class:`Attention` layer of ``model``, by module name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, Attention)}
+
+
+def with_normaliser(model: nn.Module, name: str, **options: Any) -> nn.Module:
+    """A copy of ``model`` whose every attention layer uses the normaliser ``name`` (weights unchanged)."""
+    swapped = copy.deepcopy(model)
+    for layer in attention_layers(swapped).values():
+        layer.set_normaliser(create_normaliser(name, layer.num_heads, layer.head_dim, **options))
+    return swapped

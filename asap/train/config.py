@@ -59,10 +59,18 @@ def parse_value(raw: str) -> Any:
 
 
 def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
-    """The resolved config of one training run."""
+    """The resolved config of one training run.
+
+    A ``variants`` entry is either the variant's attention options, or ``{attention: {...}, set: [...]}`` whose
+    dotted overrides apply to this variant only (e.g. a smaller training budget for a method that cannot fit
+    the CPU profile's time otherwise); the resolved values are what the run records.
+    """
     variants = task_config.get("variants", {})
     if variant not in variants:
         raise ValueError(f"variant {variant!r} is not configured for task {task_config['task']!r}: {sorted(variants)}")
+    entry = variants[variant] or {}
+    options, overrides = (entry.get("attention") or {}, entry.get("set", [])) if "attention" in entry else (entry, [])
     config = {key: copy.deepcopy(value) for key, value in task_config.items() if key != "variants"}
-    config.update(variant=variant, seed=seed, attention_options=copy.deepcopy(variants[variant] or {}))
+    config = apply_overrides(config, overrides)
+    config.update(variant=variant, seed=seed, attention_options=copy.deepcopy(options))
     return config

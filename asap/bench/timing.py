@@ -1,0 +1,23 @@
+"""Side-by-side timing with warm-up and repeats (``torch.utils.benchmark``), never single-shot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils import benchmark
+
+
+def median_ms(fn: Callable[[], object], min_run_time: float = 0.5) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after a warm-up call, over at least ``min_run_time`` s."""
+    with torch.no_grad():
+        fn()  # warm-up: allocator, kernels, lazy initialisation
+        measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    return measurement.median * 1e3
+
+
+def random_qkv(batch: int, heads: int, seq_len: int, head_dim: int, device: torch.device, seed: int = 0):
+    """Queries, keys and values with unit-variance entries (scores of order 1, as in a trained layer)."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    shape = (batch, heads, seq_len, head_dim)
+    return tuple(torch.randn(shape, generator=generator).to(device) for _ in range(3))

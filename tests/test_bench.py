@@ -1,0 +1,99 @@
+"""The frozen-layer and downstream benchmarks run on tiny models and report every column."""
+
+import pytest
+import torch
+
+from asap.bench import calibration_curve, frozen_layer_benchmark, length_generalisation
+from asap.bench.timing import median_ms
+from asap.data import create_datamodule
+from asap.models import create_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_frozen_layer_benchmark_columns_and_sanity(teacher, mnist):
+    table = frozen_layer_benchmark(
+        teacher,
+        mnist.train_dataloader(),
+        mnist.test_dataloader(),
+        seq_len=17,
+        seq_lens=(32, 64),
+        max_test_batches=3,
+        fidelity_batches=1,
+        min_run_time=0.01,
+        slices=16,
+        num_batches=4,
+    )
+    print(table.T.to_string())
+    assert list(table.variant) == ["teacher", "asap", "asap_one_sided", "asap_no_map", "sinkhorn_1it", "softmax"]
+    for column in [
+        "accuracy",
+        "accuracy_vs_teacher",
+        "plan_rel_error",
+        "row_marginal_error",
+        "col_marginal_error",
+        "throughput_samples_per_s",
+        "throughput_vs_teacher",
+        "latency_ms_nmodel",
+        "latency_ms_n32",
+        "latency_ms_n64",
+        "speedup_vs_teacher_n64",
+        "time_vs_softmax_n64",
+        "seq_len",
+    ]:
+        assert column in table and table[column].notna().all(), column
+    by = table.set_index("variant")
+    assert by.loc["teacher", "plan_rel_error"] == 0 and by.loc["teacher", "accuracy_vs_teacher"] == 1
+    assert by.loc["teacher", "speedup_vs_teacher_n64"] == 1 and by.loc["softmax", "time_vs_softmax_n64"] == 1
+    assert by.loc["asap", "plan_rel_error"] < by.loc["asap_no_map", "plan_rel_error"]
+    assert by.loc["asap", "plan_rel_error"] < by.loc["softmax", "plan_rel_error"]
+    assert by.loc["asap", "row_marginal_error"] < 1e-5, "two-sided: rows exact"
+    assert by.loc["asap_one_sided", "col_marginal_error"] < 1e-5, "one-sided: columns exact"
+    assert by.loc["softmax", "col_marginal_error"] > 1e-2, "softmax is not doubly stochastic"
+
+
+def test_calibration_curve(teacher, mnist):
+    curve = calibration_curve(
+        teacher, mnist.train_dataloader(), mnist.test_dataloader(), sizes=(1, 4), max_test_batches=2, slices=8
+    )
+    assert list(curve.calib_batches) == [1, 4] and list(curve.calib_samples) == [64, 256]
+    assert curve.notna().all().all() and (curve.teacher_accuracy == curve.teacher_accuracy[0]).all()
+
+
+def test_length_generalisation_on_token_batches(data_dir):
+    listops = create_datamodule(
+        "listops", data_dir=data_dir, batch_size=8, train_size=80, val_size=8, test_size=48, min_len=16, max_len=64
+    )
+    listops.prepare_data()
+    listops.setup("fit")
+    listops.setup("test")
+    model = create_model(
+        "text_encoder",
+        vocab_size=listops.vocab_size,
+        max_len=64,
+        num_classes=10,
+        attention="sinkhorn",
+        attention_options={"n_iters": 2},
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+    )
+    table = length_generalisation(
+        model.eval(),
+        listops.train_dataloader(),
+        listops.test_dataloader(),
+        calib_max_len=40,
+        buckets=[(16, 40), (40, 65)],
+        num_batches=3,
+        slices=8,
+    )
+    assert list(table.length_low) == [16, 40] and table.samples.sum() == 48
+    assert {"teacher_accuracy", "asap_accuracy", "recovered"} <= set(table)
+    with pytest.raises(ValueError, match="fewer than two"):
+        length_generalisation(model, listops.train_dataloader(), listops.test_dataloader(), 10, [(16, 65)])
+
+
+def test_median_ms_times_repeatedly():
+    calls = []
+    assert median_ms(lambda: calls.append(torch.ones(8).sum()), min_run_time=0.01) > 0
+    assert len(calls) > 2, "warm-up plus repeated runs"
