@@ -28,7 +28,8 @@ lint: install
 
 reproduce: install
 	@if [ -f Snakefile ]; then \
-		$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml; \
+		$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
+			--rerun-incomplete --keep-going --printshellcmds; \
 	else echo "workflow not built yet: the Snakefile arrives with the workflow issue"; fi
 
 clean:

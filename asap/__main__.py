@@ -23,8 +23,26 @@ def _train(args: argparse.Namespace) -> None:
         config.setdefault("logging", {})["wandb"] = False
     run = Path(args.task) / args.variant / f"seed{args.seed}"
     result = Path(args.result or Path(args.results_dir) / args.profile / "train" / f"{run}.json")
-    record = train(config, Path(args.runs_dir) / args.profile / run, result, args.data_dir)
+    run_dir = Path(args.run_dir or Path(args.runs_dir) / args.profile / run)
+    record = train(config, run_dir, result, args.data_dir)
     print(json.dumps({"result": str(result), **record["metrics"], **record["cost"]}, indent=2))
+
+
+def _data(args: argparse.Namespace) -> None:
+    from asap.data import create_datamodule
+    from asap.provenance import provenance, write_json_atomic
+    from asap.train import load_task_config
+
+    data = load_task_config(args.task, args.profile).get("data", {})
+    datamodule = create_datamodule(args.task, data_dir=args.data_dir, **data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    sizes = {split: len(dataset) for split, dataset in datamodule.datasets.items()}
+    write_json_atomic(
+        args.out, {"task": args.task, "profile": args.profile, "sizes": sizes, "data": data, "provenance": provenance()}
+    )
+    print(f"{args.task}: {sizes}")
 
 
 def _compile_options(args: argparse.Namespace) -> dict:
@@ -60,12 +78,21 @@ def _compile(args: argparse.Namespace) -> None:
     metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": options}
     compiler.save_compiled(student, args.out, model_args, metadata)
     report = compiler.calibration_report(student)
+    if args.report:
+        report.assign(task=teacher.run["task"], seed=teacher.run["seed"]).to_csv(args.report, index=False)
     print(report.to_string(index=False))
     print(f"compiled model written to {args.out}")
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from asap.bench import calibration_curve, frozen_layer_benchmark, length_generalisation, load_teacher
+    from asap.bench import (
+        calibration_curve,
+        frozen_layer_benchmark,
+        iteration_sweep,
+        length_generalisation,
+        load_teacher,
+        slice_sweep,
+    )
     from asap.provenance import provenance, write_json_atomic
 
     loaded = load_teacher(args.checkpoint, args.data_dir)
@@ -96,6 +123,22 @@ def _bench(args: argparse.Namespace) -> None:
                 **options,
             ).assign(experiment="calibration")
         ]
+        tables.append(
+            iteration_sweep(teacher, test_loader, max_test_batches=args.max_test_batches).assign(
+                experiment="iterations"
+            )
+        )
+        sweep_options = {key: value for key, value in options.items() if key != "slices"}
+        tables.append(
+            slice_sweep(
+                teacher,
+                datamodule.train_dataloader(),
+                test_loader,
+                slices=args.slice_sweep,
+                max_test_batches=args.max_test_batches,
+                **sweep_options,
+            ).assign(experiment="slices")
+        )
         if datamodule.modality == "text":
             low, high = min(args.length_edges), max(args.length_edges)
             buckets = list(zip(args.length_edges[:-1], args.length_edges[1:], strict=True))
@@ -128,6 +171,13 @@ def _sequence_length(model, datamodule) -> int:
     return int(sorted(widths)[len(widths) // 2])
 
 
+def _report(args: argparse.Namespace) -> None:
+    from asap.report import build_report
+
+    for path in build_report(args.results, args.out):
+        print(path)
+
+
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
     parser.add_argument("--data-dir", default="data")
@@ -154,13 +204,22 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--runs-dir", default="runs", help="checkpoints and logs")
     train.add_argument("--results-dir", default="results")
     train.add_argument("--result", help="path of the run record (default results/<profile>/train/...)")
+    train.add_argument("--run-dir", help="checkpoints and logs of this run (default <runs-dir>/<profile>/...)")
     train.add_argument("--no-wandb", action="store_true")
     train.set_defaults(handler=_train)
+
+    data = commands.add_parser("data", help="download/generate and cache a task's data; write a summary JSON")
+    data.add_argument("--task", required=True)
+    data.add_argument("--profile", default="cpu")
+    data.add_argument("--data-dir", default="data")
+    data.add_argument("--out", required=True)
+    data.set_defaults(handler=_data)
 
     compile_ = commands.add_parser("compile", help="compile a Sinkhorn teacher into ASAP")
     _add_compile_options(compile_)
     compile_.add_argument("--one-sided", action="store_true")
     compile_.add_argument("--out", required=True)
+    compile_.add_argument("--report", help="CSV of the calibration report (R^2 and plan error per layer/head)")
     compile_.set_defaults(handler=_compile)
 
     bench = commands.add_parser("bench", help="benchmarks")
@@ -172,7 +231,13 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of repeated timing per case")
     bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
+    bench.add_argument("--slice-sweep", type=int, nargs="+", default=[4, 16, 64])
     bench.set_defaults(handler=_bench)
+
+    report = commands.add_parser("report", help="tables and figures from a results folder")
+    report.add_argument("--results", required=True, help="e.g. results/default")
+    report.add_argument("--out", required=True, help="e.g. paper_figures/default")
+    report.set_defaults(handler=_report)
 
     args = parser.parse_args(argv)
     args.handler(args)

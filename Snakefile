@@ -1,0 +1,120 @@
+# asap: from data to every table and figure.
+#   make reproduce                                   # the default profile (offline, CPU)
+#   snakemake --cores all --configfile experiments/paper.yaml   # paper scale (hub data, GPU, 3 seeds)
+# Every rule calls the package's CLI; configuration lives in experiments/*.yaml.
+
+configfile: "experiments/default.yaml"
+
+PROFILE = config["profile"]  # training configs under experiments/<profile>/
+RESULTS = config["results"]
+RUNS = config["runs"]
+DATA = config["data_dir"]
+FIGURES = config["figures"]
+TASKS, VARIANTS, SEEDS = config["tasks"], config["variants"], config["seeds"]
+TEACHER_SEEDS = config.get("teacher_seeds", SEEDS[:1])
+COMPILE = config["compile"]
+BENCH = config["bench"]
+
+# One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
+THREADS = config.get("threads_per_job", workflow.cores)
+CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"
+COMPILE_ARGS = (
+    f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
+    f"--calib-batches {COMPILE['calib_batches']}"
+)
+
+
+def numbers(values):
+    return " ".join(str(v) for v in values)
+
+
+rule all:
+    input:
+        FIGURES + "/provenance.json",
+
+
+rule data:
+    output:
+        DATA + "/prepared/" + PROFILE + "/{task}.json",
+    log:
+        RESULTS + "/logs/data/{task}.log",
+    shell:
+        "python -m asap data --task {wildcards.task} --profile " + PROFILE + " --data-dir " + DATA
+        + " --out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        DATA + "/prepared/" + PROFILE + "/{task}.json",
+    output:
+        record=RESULTS + "/train/{task}/{variant}/seed{seed}.json",
+        checkpoint=RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt",
+    log:
+        RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
+    threads: THREADS
+    shell:
+        "python -m asap train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " --profile " + PROFILE + " --data-dir " + DATA + " --run-dir " + RUNS + "/{wildcards.task}/"
+        "{wildcards.variant}/seed{wildcards.seed} --result {output.record} > {log} 2>&1"
+
+
+rule compile:
+    input:
+        CHECKPOINT,
+    output:
+        model=RUNS + "/{task}/compiled/seed{seed}.pt",
+        report=RESULTS + "/compile/{task}/seed{seed}.csv",
+    log:
+        RESULTS + "/logs/compile/{task}/seed{seed}.log",
+    threads: THREADS
+    shell:
+        "python -m asap compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        + " --out {output.model} --report {output.report} > {log} 2>&1"
+
+
+rule frozen_benchmark:
+    input:
+        CHECKPOINT,
+    output:
+        RESULTS + "/bench/frozen/{task}/seed{seed}.csv",
+    log:
+        RESULTS + "/logs/bench/frozen/{task}/seed{seed}.log",
+    threads: THREADS
+    params:
+        seq_lens=numbers(BENCH["seq_lens"]),
+    shell:
+        "python -m asap bench frozen --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        + " --seq-lens {params.seq_lens} --min-run-time " + str(BENCH["min_run_time"])
+        + " --out {output} > {log} 2>&1"
+
+
+rule downstream:
+    input:
+        CHECKPOINT,
+    output:
+        RESULTS + "/bench/downstream/{task}/seed{seed}.csv",
+    log:
+        RESULTS + "/logs/bench/downstream/{task}/seed{seed}.log",
+    threads: THREADS
+    params:
+        sizes=numbers(BENCH["calib_sizes"]),
+        edges=numbers(BENCH["length_edges"]),
+        slices=numbers(BENCH["slice_sweep"]),
+    shell:
+        "python -m asap bench downstream --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        + " --calib-sizes {params.sizes} --length-edges {params.edges} --slice-sweep {params.slices}"
+        + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        expand(RESULTS + "/train/{task}/{variant}/seed{seed}.json", task=TASKS, variant=VARIANTS, seed=SEEDS),
+        expand(RESULTS + "/compile/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
+        expand(RESULTS + "/bench/frozen/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
+        expand(RESULTS + "/bench/downstream/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
+    output:
+        FIGURES + "/provenance.json",
+    log:
+        RESULTS + "/logs/report.log",
+    shell:
+        "python -m asap report --results " + RESULTS + " --out " + FIGURES + " > {log} 2>&1"

@@ -1,0 +1,39 @@
+"""Read logged results (run records, benchmark CSVs) into tidy pandas tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+TRAIN_COLUMNS = ("test_acc", "best_val_acc", "step_time_ms_median", "peak_mem_mb", "train_wall_s", "steps")
+
+
+def train_runs(results: str | Path) -> pd.DataFrame:
+    """One row per training run record ``train/<task>/<variant>/seed<k>.json``."""
+    rows = []
+    for path in sorted(Path(results).glob("train/*/*/seed*.json")):
+        record = json.loads(path.read_text())
+        row = {"task": record["task"], "variant": record["variant"], "seed": record["seed"]}
+        row.update({key: {**record["metrics"], **record["cost"]}.get(key) for key in TRAIN_COLUMNS})
+        row.update(git_commit=record["provenance"]["git_commit"], device=record["provenance"]["device"])
+        rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no run records under {results}/train")
+    return pd.DataFrame(rows)
+
+
+def bench_tables(results: str | Path, kind: str) -> pd.DataFrame:
+    """All ``bench/<kind>/<task>/seed<k>.csv`` tables of one kind (``frozen``, ``downstream``), concatenated."""
+    paths = sorted(Path(results).glob(f"bench/{kind}/*/seed*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no {kind} benchmark tables under {results}/bench/{kind}")
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+
+
+def calibration_reports(results: str | Path) -> pd.DataFrame:
+    paths = sorted(Path(results).glob("compile/*/seed*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no calibration reports under {results}/compile")
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)

@@ -1,0 +1,57 @@
+"""Tables, each written as Markdown and LaTeX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+VARIANT_ORDER = ("softmax", "sinkhorn", "sliced")
+
+
+def mean_std(values: pd.Series, scale: float = 100.0) -> str:
+    """``"97.1 ± 0.3"`` (percent); a single seed shows no spread."""
+    mean = values.mean() * scale
+    return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {values.std() * scale:.1f}"
+
+
+def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy (%) per task (rows) and trained variant (columns), mean ± std over seeds."""
+    table = runs.groupby(["task", "variant"])["test_acc"].agg(mean_std).unstack("variant")
+    columns = [v for v in VARIANT_ORDER if v in table.columns] + [v for v in table.columns if v not in VARIANT_ORDER]
+    table = table[columns]
+    table.columns.name = None
+    table.insert(0, "seeds", runs.groupby("task")["seed"].nunique())
+    return table
+
+
+def training_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Median step time (ms), peak memory (MB) and training wall time (s) per task and variant."""
+    columns = {"step_time_ms_median": "step ms", "peak_mem_mb": "peak MB", "train_wall_s": "train s"}
+    table = runs.groupby(["task", "variant"])[list(columns)].mean().round(1).rename(columns=columns)
+    return table.reset_index().set_index("task")
+
+
+def frozen_table(frozen: pd.DataFrame, seq_len: int = 1024) -> pd.DataFrame:
+    """Per task and variant: accuracy (%), its ratio to the teacher, plan error, and latency ratios at ``seq_len``."""
+    columns = {
+        "accuracy": "acc %",
+        "accuracy_vs_teacher": "acc / teacher",
+        "plan_rel_error": "plan rel. err.",
+        "col_marginal_error": "col. marg. err.",
+        f"speedup_vs_teacher_n{seq_len}": f"speed-up vs teacher (n={seq_len})",
+        f"time_vs_softmax_n{seq_len}": f"time / softmax (n={seq_len})",
+        "throughput_vs_teacher": "throughput / teacher",
+    }
+    table = frozen.groupby(["task", "variant"], sort=False)[list(columns)].mean()
+    table["accuracy"] *= 100
+    return table.rename(columns=columns).round(3).reset_index().set_index("task")
+
+
+def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path]:
+    """``<stem>.md`` and ``<stem>.tex``."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    markdown, latex = path_stem.with_suffix(".md"), path_stem.with_suffix(".tex")
+    markdown.write_text(f"**{caption}**\n\n{table.to_markdown()}\n")
+    latex.write_text(table.to_latex(caption=caption, escape=True, float_format="%.3f"))
+    return [markdown, latex]
