@@ -27,10 +27,8 @@ lint: install
 	$(UV) run --frozen --no-sync ruff check asap tests
 
 reproduce: install
-	@if [ -f Snakefile ]; then \
-		$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
-			--rerun-incomplete --keep-going --printshellcmds; \
-	else echo "workflow not built yet: the Snakefile arrives with the workflow issue"; fi
+	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
+		--rerun-incomplete --keep-going --printshellcmds
 
 clean:
 	rm -rf .venv .pytest_cache .snakemake

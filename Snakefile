@@ -3,7 +3,11 @@
 #   snakemake --cores all --configfile experiments/paper.yaml   # paper scale (hub data, GPU, 3 seeds)
 # Every rule calls the package's CLI; configuration lives in experiments/*.yaml.
 
-configfile: "experiments/default.yaml"
+import os
+
+
+configfile: os.path.join(workflow.basedir, "experiments", "default.yaml")
+
 
 PROFILE = config["profile"]  # training configs under experiments/<profile>/
 RESULTS = config["results"]
@@ -14,6 +18,7 @@ TASKS, VARIANTS, SEEDS = config["tasks"], config["variants"], config["seeds"]
 TEACHER_SEEDS = config.get("teacher_seeds", SEEDS[:1])
 COMPILE = config["compile"]
 BENCH = config["bench"]
+SPEED = config["speed"]
 
 # One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
 THREADS = config.get("threads_per_job", workflow.cores)
@@ -21,6 +26,11 @@ CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
     f"--calib-batches {COMPILE['calib_batches']}"
+)
+
+SPEED_ARGS = (
+    f"--batch {SPEED['batch']} --heads {SPEED['heads']} --head-dim {SPEED['head_dim']} "
+    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']}"
 )
 
 
@@ -106,8 +116,23 @@ rule downstream:
         + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
 
 
+rule speed:
+    output:
+        RESULTS + "/bench/speed/{mode}.csv",
+    log:
+        RESULTS + "/logs/bench/speed/{mode}.log",
+    threads: THREADS
+    params:
+        seq_lens=lambda wildcards: numbers(SPEED[wildcards.mode + "_seq_lens"]),
+        training=lambda wildcards: "--training" if wildcards.mode == "training" else "",
+    shell:
+        "python -m asap bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
+        + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output} > {log} 2>&1"
+
+
 rule report:
     input:
+        expand(RESULTS + "/bench/speed/{mode}.csv", mode=["inference", "training"]),
         expand(RESULTS + "/train/{task}/{variant}/seed{seed}.json", task=TASKS, variant=VARIANTS, seed=SEEDS),
         expand(RESULTS + "/compile/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
         expand(RESULTS + "/bench/frozen/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),

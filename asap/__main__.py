@@ -56,6 +56,8 @@ def _compile_options(args: argparse.Namespace) -> dict:
 
 
 def _compile(args: argparse.Namespace) -> None:
+    if not args.checkpoint:
+        raise SystemExit("compile needs --checkpoint")
     import asap.compile as compiler
     from asap.bench import load_teacher
     from asap.nn import attention_layers
@@ -84,7 +86,47 @@ def _compile(args: argparse.Namespace) -> None:
     print(f"compiled model written to {args.out}")
 
 
+def _write_table(table, out: Path, info: dict) -> None:
+    """CSV written atomically, with a ``.provenance.json`` beside it."""
+    from asap.provenance import provenance, write_json_atomic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(out)
+    write_json_atomic(out.with_suffix(".provenance.json"), {**info, "provenance": provenance()})
+    print(table.to_string(index=False))
+
+
+def _speed(args: argparse.Namespace) -> None:
+    from asap.bench.speed import speed_sweep
+
+    options = dict(
+        seq_lens=args.seq_lens,
+        batch=args.batch,
+        heads=args.heads,
+        head_dim=args.head_dim,
+        n_iters=args.n_iters,
+        slices=args.slices or 16,
+        sliced_max_len=args.sliced_max_len,
+        min_run_time=args.min_run_time,
+        device="cuda" if torch_cuda() else "cpu",
+    )
+    table = speed_sweep(training=args.training, **options)
+    _write_table(table, Path(args.out), {"options": options, "training": args.training})
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bench(args: argparse.Namespace) -> None:
+    if args.kind == "speed":
+        return _speed(args)
+    if not args.checkpoint:
+        raise SystemExit(f"bench {args.kind} needs --checkpoint")
     from asap.bench import (
         calibration_curve,
         frozen_layer_benchmark,
@@ -93,7 +135,6 @@ def _bench(args: argparse.Namespace) -> None:
         load_teacher,
         slice_sweep,
     )
-    from asap.provenance import provenance, write_json_atomic
 
     loaded = load_teacher(args.checkpoint, args.data_dir)
     teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
@@ -153,14 +194,7 @@ def _bench(args: argparse.Namespace) -> None:
         table = pd.concat(tables, ignore_index=True)
     table.insert(0, "task", run["task"])
     table.insert(1, "seed", run["seed"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    table.to_csv(partial, index=False)
-    partial.replace(out)
-    info = {"checkpoint": str(args.checkpoint), "options": options, "run": run, "provenance": provenance()}
-    write_json_atomic(out.with_suffix(".provenance.json"), info)
-    print(table.to_string(index=False))
+    _write_table(table, Path(args.out), {"checkpoint": str(args.checkpoint), "options": options, "run": run})
 
 
 def _sequence_length(model, datamodule) -> int:
@@ -179,7 +213,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
+    parser.add_argument("--checkpoint", help="a Sinkhorn run's checkpoint (best.ckpt)")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--slices", type=int, default=None, help="slices per head (default: head dim)")
     parser.add_argument("--map", default="linear", choices=["linear", "mlp"])
@@ -223,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_.set_defaults(handler=_compile)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("kind", choices=["frozen", "downstream"])
+    bench.add_argument("kind", choices=["frozen", "downstream", "speed"])
     _add_compile_options(bench)
     bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
     bench.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096])
@@ -232,6 +266,13 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
     bench.add_argument("--slice-sweep", type=int, nargs="+", default=[4, 16, 64])
+    bench.add_argument("--training", action="store_true", help="speed: time forward + backward")
+    bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
+    bench.add_argument("--heads", type=int, default=4, help="speed: heads")
+    bench.add_argument("--head-dim", type=int, default=64, help="speed: head dimension")
+    bench.add_argument("--n-iters", type=int, default=3, help="speed: the teacher's Sinkhorn iterations")
+    bench.add_argument("--sliced-max-len", type=int, default=1024, help="speed: longest n for sliced transport")
+    bench.add_argument("--dense-max-len", type=int, default=4096, help="speed: longest n for n x n methods")
     bench.set_defaults(handler=_bench)
 
     report = commands.add_parser("report", help="tables and figures from a results folder")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asap.nn import Attention, Sinkhorn
+from asap.nn import Attention, Sinkhorn, attention_layers
 
 
 @dataclass
@@ -22,11 +22,7 @@ class AttentionInputs:
 
 def sinkhorn_layers(model: nn.Module) -> dict[str, Attention]:
     """The attention layers of ``model`` whose normaliser is Sinkhorn (the teacher's), by module name."""
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, Attention) and isinstance(module.normaliser, Sinkhorn)
-    }
+    return {name: layer for name, layer in attention_layers(model).items() if isinstance(layer.normaliser, Sinkhorn)}
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from asap.compile.calibration import calibration_pairs, principal_directions
 from asap.compile.capture import capture_attention_inputs, sinkhorn_layers
 from asap.compile.fit import fit_dual_map, predict, r_squared, relative_error
-from asap.nn import ASAP, Attention
+from asap.nn import ASAP, attention_layers
 
 DIRECTIONS = ("random", "pca")
 
@@ -81,8 +81,8 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
 def calibration_report(model: nn.Module) -> pd.DataFrame:
     """One row per (ASAP layer, head): held-out R^2 of the dual map and relative plan error vs the teacher."""
     rows = []
-    for name, module in model.named_modules():
-        if isinstance(module, Attention) and isinstance(module.normaliser, ASAP):
+    for name, module in attention_layers(model).items():
+        if isinstance(module.normaliser, ASAP):
             normaliser = module.normaliser
             for head in range(module.num_heads):
                 rows.append(

@@ -137,12 +137,14 @@ class ASAP(Normaliser):
         two_sided: bool = True,
         dual_map: str = "linear",
         seed: int = 0,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if dual_map not in DUAL_MAPS:
             raise ValueError(f"unknown dual map {dual_map!r}; choose one of {sorted(DUAL_MAPS)}")
         num_slices = num_slices or head_dim
         self.two_sided = two_sided
+        self.fused = fused
         self.dual_map_kind = dual_map
         directions = ops.slice_directions(head_dim, num_slices, seed).expand(num_heads, -1, -1).clone()
         self.register_buffer("directions", directions)
@@ -164,8 +166,15 @@ class ASAP(Normaliser):
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.two_sided)
 
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+        if not self.fused or (self.training and dropout_p > 0):  # attention dropout needs the matrix
+            return super().forward(q, k, v, mask, dropout_p)
+        f = self.dual(q, k, mask)
+        return ops.fused_c_transform_attention(q, k, v, f, token_mask(mask), self.two_sided)
+
     def extra_repr(self) -> str:
-        return f"slices={self.directions.shape[-1]}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}"
+        slices = self.directions.shape[-1]
+        return f"slices={slices}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}, fused={self.fused}"
 
 
 NORMALISERS: dict[str, type[Normaliser]] = {cls.name: cls for cls in (Softmax, Sinkhorn, SlicedTransport, ASAP)}

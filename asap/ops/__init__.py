@@ -18,12 +18,15 @@ from asap.ops.entropic import (
     sinkhorn,
     transport_plan,
 )
+from asap.ops.fused import attention_with_lse, fused_c_transform_attention
 from asap.ops.kantorovich import kantorovich_1d
 from asap.ops.sinkhorn_backward import sinkhorn_attention_matrix
 from asap.ops.sliced import sliced_transport_plan, soft_sort
 from asap.ops.slicing import project, slice_directions
 
 __all__ = [
+    "attention_with_lse",
+    "fused_c_transform_attention",
     "attention_from_potentials",
     "attention_scores",
     "c_transform_weights",

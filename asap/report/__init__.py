@@ -15,6 +15,7 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
     frozen = collect.bench_tables(results, "frozen")
     downstream = collect.bench_tables(results, "downstream")
     reports = collect.calibration_reports(results)
+    speed = {mode: collect.speed_table(results, mode) for mode in ("inference", "training")}
     seq_len = max(int(c.removeprefix("latency_ms_n")) for c in frozen if c.removeprefix("latency_ms_n").isdigit())
     written = [
         *tables.write_table(tables.accuracy_table(runs), out / "accuracy", "Test accuracy (%) by task and attention"),
@@ -29,6 +30,12 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
         *figures.dual_map_r2(reports, out / "dual_map_r2"),
         *figures.training_cost(runs, out / "training_cost"),
         *figures.calibration_curve(downstream, out / "calibration_curve"),
+        *figures.speed(speed["inference"], speed["training"], out / "speed"),
+        *tables.write_table(
+            tables.speed_table(speed["inference"], speed["training"]),
+            out / "speed",
+            "One attention layer: latency ratios and peak memory",
+        ),
     ]
     sources = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.suffix in {".json", ".csv"})
     written.append(

@@ -37,3 +37,10 @@ def calibration_reports(results: str | Path) -> pd.DataFrame:
     if not paths:
         raise FileNotFoundError(f"no calibration reports under {results}/compile")
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+
+
+def speed_table(results: str | Path, mode: str) -> pd.DataFrame:
+    path = Path(results) / "bench" / "speed" / f"{mode}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"no {mode} speed table at {path}")
+    return pd.read_csv(path)

@@ -122,3 +122,20 @@ def calibration_curve(downstream: pd.DataFrame, stem: Path) -> list[Path]:
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize="small")
     return save(figure, stem)
+
+
+def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[Path]:
+    """One attention layer: inference latency and peak memory against n, and the training step per method."""
+    figure, axes = _panels(3, width=3.8)
+    for method, group in inference.groupby("method", sort=False):
+        axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)
+        axes[1].plot(group.seq_len, group.peak_mem_mb.clip(lower=1e-1), marker="o", label=method)
+    for axis, label in zip(axes[:2], ["inference latency (ms)", "inference peak memory (MB)"], strict=True):
+        axis.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    longest = training[training.seq_len == training.seq_len.max()]
+    axes[2].bar(longest.method, longest.latency_ms)
+    axes[2].set(ylabel=f"training step (ms), n={int(longest.seq_len.max())}", yscale="log")
+    axes[2].tick_params(axis="x", rotation=30)
+    return save(figure, stem)

@@ -55,3 +55,10 @@ def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path
     markdown.write_text(f"**{caption}**\n\n{table.to_markdown()}\n")
     latex.write_text(table.to_latex(caption=caption, escape=True, float_format="%.3f"))
     return [markdown, latex]
+
+
+def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """Per mode, method and n: latency (ms), ratios to the teacher and to softmax, peak memory (MB)."""
+    columns = ["latency_ms", "speedup_vs_teacher", "time_vs_softmax", "peak_mem_mb"]
+    table = pd.concat([inference, training], ignore_index=True)
+    return table.set_index(["mode", "method", "seq_len"])[columns].round(2)

@@ -1,0 +1,184 @@
+"""Speed and memory of one attention layer per method, against sequence length, and of a training step.
+
+Latency is measured side by side in one process (warm-up, repeated timing, median). Peak memory is measured
+per case in a fresh subprocess: on CUDA as torch's max allocated bytes, on CPU as the growth of the process's
+peak resident set over the inputs (torch keeps no allocator statistics on CPU).
+
+Methods (inference): fused softmax (SDPA), the Sinkhorn teacher (lean, in place) and a plain unrolled
+Sinkhorn (what the teacher is measured against), sliced transport (ESPFormer), ASAP with its dense
+reference path and with the fused two-pass path. Training: forward + backward of the same layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import pandas as pd
+import torch
+
+from asap import ops
+from asap.bench.timing import median_ms, random_qkv
+from asap.nn.dual_maps import LinearDualMap
+
+INFERENCE = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced", "asap_dense", "asap_fused")
+STREAMING = ("softmax", "asap_fused")  # never hold an n x n tensor
+TRAINING = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced")
+
+
+def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) -> Callable:
+    """``fn(q, k, v) -> out`` for one method; ASAP's map is a fixed random linear map (its cost, not its fit)."""
+    directions = ops.slice_directions(head_dim, slices, seed=0)
+    dual_map = LinearDualMap(1, 2 * slices)
+    torch.nn.init.normal_(dual_map.weight, std=0.1)
+    dual_map.requires_grad_(False)
+
+    def asap_dual(q, k):
+        features = ops.sliced_dual_features(q, k, directions)
+        return torch.einsum("bhnl,l->bhn", features, dual_map.weight[0])
+
+    methods = {
+        "softmax": lambda q, k, v: ops.softmax_attention(q, k, v),
+        "sinkhorn": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), n_iters) @ v,
+        "sinkhorn_plain": lambda q, k, v: ops.sinkhorn_weights(q, k, n_iters) @ v,
+        "sliced": lambda q, k, v: ops.sliced_weights(q, k, directions, 1e-2, 0.1) @ v,
+        "asap_dense": lambda q, k, v: ops.c_transform_weights(q, k, asap_dual(q, k)) @ v,
+        "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
+    }
+    fn = methods[name]
+    if not training:
+        return fn
+
+    def step(q, k, v):
+        q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+        fn(q, k, v).square().mean().backward()
+
+    return step
+
+
+def run_case(
+    name: str,
+    seq_len: int,
+    batch: int,
+    heads: int,
+    head_dim: int,
+    n_iters: int,
+    slices: int,
+    training: bool,
+    device: str,
+) -> float:
+    """Peak memory (MB) of one call, beyond its inputs."""
+    q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
+    fn = method(name, n_iters, slices, head_dim, training)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.max_memory_allocated()
+        with torch.set_grad_enabled(training):
+            fn(q, k, v)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.set_grad_enabled(training):
+        fn(q, k, v)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**10
+
+
+def peak_memory_mb(name: str, seq_len: int, training: bool, **shape) -> float:
+    """:func:`run_case` in a fresh process, so each case's peak is its own."""
+    arguments = [f"--{key.replace('_', '-')}={value}" for key, value in shape.items()]
+    command = [sys.executable, "-m", "asap.bench.speed", name, str(seq_len), *arguments]
+    if training:
+        command.append("--training")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        return float("nan")  # out of memory, or the method cannot run at this size
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def speed_sweep(
+    seq_lens: Sequence[int] = (256, 1024, 4096),
+    batch: int = 2,
+    heads: int = 4,
+    head_dim: int = 64,
+    n_iters: int = 3,
+    slices: int = 16,
+    sliced_max_len: int = 1024,
+    dense_max_len: int = 4096,
+    training: bool = False,
+    min_run_time: float = 0.5,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """One row per (method, n): latency, peak memory, and latency ratios to the teacher and to softmax."""
+    names = TRAINING if training else INFERENCE
+    shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
+    rows = []
+    for seq_len in seq_lens:
+        q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
+        latency = {}
+        for name in names:
+            if name == "sliced" and seq_len > sliced_max_len:
+                continue  # L x n x n tensors: out of reach at this length
+            if name not in STREAMING and seq_len > dense_max_len:
+                continue  # n x n tensors: out of reach at this length
+            fn = method(name, n_iters, slices, head_dim, training)
+            with torch.set_grad_enabled(training):
+                latency[name] = (
+                    median_ms(partial(fn, q, k, v), min_run_time)
+                    if not training
+                    else _train_ms(fn, q, k, v, min_run_time)
+                )
+        for name, milliseconds in latency.items():
+            rows.append(
+                {
+                    "mode": "training" if training else "inference",
+                    "method": name,
+                    "seq_len": seq_len,
+                    "latency_ms": milliseconds,
+                    "peak_mem_mb": peak_memory_mb(name, seq_len, training, **shape),
+                    "speedup_vs_teacher": latency["sinkhorn"] / milliseconds if "sinkhorn" in latency else float("nan"),
+                    "time_vs_softmax": milliseconds / latency["softmax"],
+                    **shape,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _train_ms(fn: Callable, q, k, v, min_run_time: float) -> float:
+    with torch.enable_grad():
+        fn(q, k, v)
+        from torch.utils import benchmark
+
+        timer = benchmark.Timer(stmt="fn(q, k, v)", globals={"fn": fn, "q": q, "k": k, "v": v})
+        return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="one memory case (used by peak_memory_mb)")
+    parser.add_argument("name")
+    parser.add_argument("seq_len", type=int)
+    for key in ("batch", "heads", "head-dim", "n-iters", "slices"):
+        parser.add_argument(f"--{key}", type=int, required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--training", action="store_true")
+    args = parser.parse_args()
+    peak = run_case(
+        args.name,
+        args.seq_len,
+        args.batch,
+        args.heads,
+        args.head_dim,
+        args.n_iters,
+        args.slices,
+        args.training,
+        args.device,
+    )
+    print(json.dumps(peak))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The Snakemake workflow: dry runs of every profile, the miniature DAG end to end, and the report."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+
+from asap.report import build_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(cwd),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    counts = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.parametrize(
+    "profile, trains",
+    [("default", 12), ("paper", 72), ("mini", 3)],
+)
+def test_dry_run(profile, trains, tmp_path):
+    result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == trains and counts["report"] == 1 and counts["frozen_benchmark"] >= 1
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    result = snakemake(
+        "-n",
+        "--profile",
+        str(ROOT / "workflow/profiles/slurm"),
+        "--configfile",
+        str(ROOT / "experiments/paper.yaml"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert job_counts(result.stdout)["train"] == 72
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    """The miniature profile's whole DAG, run once in a scratch directory."""
+    work = tmp_path_factory.mktemp("workflow")
+    shutil.copytree(ROOT / "experiments", work / "experiments")
+    result = snakemake("--cores", "2", "--configfile", str(work / "experiments/mini.yaml"), cwd=work)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work
+
+
+@pytest.mark.slow
+def test_mini_workflow_produces_every_output(mini_run):
+    results, figures = mini_run / "results/mini", mini_run / "paper_figures/mini"
+    for variant in ("softmax", "sinkhorn", "sliced"):
+        record = json.loads((results / f"train/listops/{variant}/seed0.json").read_text())
+        assert record["variant"] == variant and record["provenance"]["git_commit"]
+    frozen = pd.read_csv(results / "bench/frozen/listops/seed0.csv")
+    assert {"asap", "teacher", "softmax"} <= set(frozen.variant)
+    downstream = pd.read_csv(results / "bench/downstream/listops/seed0.csv")
+    assert {"calibration", "iterations", "slices", "length"} <= set(downstream.experiment)
+    assert len(pd.read_csv(results / "compile/listops/seed0.csv")) == 2  # one layer, two heads
+    for name in ("accuracy", "training_cost", "frozen_layer"):
+        assert (figures / f"{name}.md").read_text().count("|") > 10
+        assert "\\begin{table}" in (figures / f"{name}.tex").read_text()
+    for name in ("latency_vs_length", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve"):
+        assert matplotlib.image.imread(figures / f"{name}.png").shape[0] > 100
+        assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing(mini_run):
+    result = snakemake("-n", "--cores", "2", "--configfile", str(mini_run / "experiments/mini.yaml"), cwd=mini_run)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_report_from_a_results_directory(mini_run, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(mini_run / "results/mini", results)
+    written = build_report(results, tmp_path / "figures")
+    assert len(written) == 21 and all(path.exists() for path in written)
+    provenance = json.loads((tmp_path / "figures/provenance.json").read_text())
+    assert "train/listops/sinkhorn/seed0.json" in provenance["sources"]
+    shutil.rmtree(results / "bench/frozen")
+    with pytest.raises(FileNotFoundError, match="frozen"):
+        build_report(results, tmp_path / "figures")
