@@ -4,6 +4,7 @@
 # Every rule calls the package's CLI; configuration lives in experiments/*.yaml.
 
 import os
+import sys
 
 
 configfile: os.path.join(workflow.basedir, "experiments", "default.yaml")
@@ -22,6 +23,7 @@ SPEED = config["speed"]
 
 # One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
 THREADS = config.get("threads_per_job", workflow.cores)
+ASAP = f"{sys.executable} -m asap"  # the interpreter running the workflow, whatever PATH says
 CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
@@ -49,7 +51,7 @@ rule data:
     log:
         RESULTS + "/logs/data/{task}.log",
     shell:
-        "python -m asap data --task {wildcards.task} --profile " + PROFILE + " --data-dir " + DATA
+        ASAP + " data --task {wildcards.task} --profile " + PROFILE + " --data-dir " + DATA
         + " --out {output} > {log} 2>&1"
 
 
@@ -63,7 +65,7 @@ rule train:
         RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
     threads: THREADS
     shell:
-        "python -m asap train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
+        ASAP + " train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
         " --profile " + PROFILE + " --data-dir " + DATA + " --run-dir " + RUNS + "/{wildcards.task}/"
         "{wildcards.variant}/seed{wildcards.seed} --result {output.record} > {log} 2>&1"
 
@@ -78,7 +80,7 @@ rule compile:
         RESULTS + "/logs/compile/{task}/seed{seed}.log",
     threads: THREADS
     shell:
-        "python -m asap compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        ASAP + " compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
         + " --out {output.model} --report {output.report} > {log} 2>&1"
 
 
@@ -93,7 +95,7 @@ rule frozen_benchmark:
     params:
         seq_lens=numbers(BENCH["seq_lens"]),
     shell:
-        "python -m asap bench frozen --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        ASAP + " bench frozen --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
         + " --seq-lens {params.seq_lens} --min-run-time " + str(BENCH["min_run_time"])
         + " --out {output} > {log} 2>&1"
 
@@ -111,7 +113,7 @@ rule downstream:
         edges=numbers(BENCH["length_edges"]),
         slices=numbers(BENCH["slice_sweep"]),
     shell:
-        "python -m asap bench downstream --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        ASAP + " bench downstream --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
         + " --calib-sizes {params.sizes} --length-edges {params.edges} --slice-sweep {params.slices}"
         + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
 
@@ -126,7 +128,7 @@ rule speed:
         seq_lens=lambda wildcards: numbers(SPEED[wildcards.mode + "_seq_lens"]),
         training=lambda wildcards: "--training" if wildcards.mode == "training" else "",
     shell:
-        "python -m asap bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
+        ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output} > {log} 2>&1"
 
 
@@ -142,4 +144,4 @@ rule report:
     log:
         RESULTS + "/logs/report.log",
     shell:
-        "python -m asap report --results " + RESULTS + " --out " + FIGURES + " > {log} 2>&1"
+        ASAP + " report --results " + RESULTS + " --out " + FIGURES + " > {log} 2>&1"

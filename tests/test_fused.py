@@ -24,8 +24,8 @@ def test_fused_equals_dense(two_sided, masked):
 
 def test_attention_with_lse_matches_dense_and_is_differentiable():
     q, k, v = (torch.randn(2, 3, 9, 8) for _ in range(3))
-    bias = torch.randn(2, 3, 1, 9)
-    scores = q @ k.transpose(-1, -2) / 8**0.5 + bias
+    bias = torch.randn(2, 3, 9)
+    scores = q @ k.transpose(-1, -2) / 8**0.5 + bias.unsqueeze(-2)
     with torch.no_grad():
         out, lse = attention_with_lse(q, k, v, bias)
     assert torch.allclose(lse, scores.logsumexp(-1), atol=1e-5)

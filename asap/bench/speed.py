@@ -1,8 +1,8 @@
 """Speed and memory of one attention layer per method, against sequence length, and of a training step.
 
 Latency is measured side by side in one process (warm-up, repeated timing, median). Peak memory is measured
-per case in a fresh subprocess: on CUDA as torch's max allocated bytes, on CPU as the growth of the process's
-peak resident set over the inputs (torch keeps no allocator statistics on CPU).
+per case in a fresh subprocess: on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak
+resident set above its size before the call (torch keeps no allocator statistics on CPU).
 
 Methods (inference): fused softmax (SDPA), the Sinkhorn teacher (lean, in place) and a plain unrolled
 Sinkhorn (what the teacher is measured against), sliced transport (ESPFormer), ASAP with its dense
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -82,10 +81,27 @@ def run_case(
             fn(q, k, v)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = reset_peak_rss_mb()
     with torch.set_grad_enabled(training):
         fn(q, k, v)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**10
+    return status_mb("VmHWM") - base
+
+
+def status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` (Linux), in MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**10
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss_mb() -> float:
+    """Reset the process's peak resident set (``VmHWM``) to its current size, which it returns (MB).
+
+    The lifetime peak (``ru_maxrss``) would include importing torch, which can exceed a case's own peak."""
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+    return status_mb("VmRSS")
 
 
 def peak_memory_mb(name: str, seq_len: int, training: bool, **shape) -> float:
