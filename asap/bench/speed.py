@@ -142,12 +142,7 @@ def speed_sweep(
             if name not in STREAMING and seq_len > dense_max_len:
                 continue  # n x n tensors: out of reach at this length
             fn = method(name, n_iters, slices, head_dim, training)
-            with torch.set_grad_enabled(training):
-                latency[name] = (
-                    median_ms(partial(fn, q, k, v), min_run_time)
-                    if not training
-                    else _train_ms(fn, q, k, v, min_run_time)
-                )
+            latency[name] = median_ms(partial(fn, q, k, v), min_run_time, grad=training)
         for name, milliseconds in latency.items():
             rows.append(
                 {
@@ -162,15 +157,6 @@ def speed_sweep(
                 }
             )
     return pd.DataFrame(rows)
-
-
-def _train_ms(fn: Callable, q, k, v, min_run_time: float) -> float:
-    with torch.enable_grad():
-        fn(q, k, v)
-        from torch.utils import benchmark
-
-        timer = benchmark.Timer(stmt="fn(q, k, v)", globals={"fn": fn, "q": q, "k": k, "v": v})
-        return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
 def main() -> None:

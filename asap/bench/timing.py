@@ -8,9 +8,10 @@ import torch
 from torch.utils import benchmark
 
 
-def median_ms(fn: Callable[[], object], min_run_time: float = 0.5) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after a warm-up call, over at least ``min_run_time`` s."""
-    with torch.no_grad():
+def median_ms(fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after a warm-up call, over at least ``min_run_time`` s
+    (with autograd on when ``grad``, e.g. to time a training step)."""
+    with torch.set_grad_enabled(grad):
         fn()  # warm-up: allocator, kernels, lazy initialisation
         measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
     return measurement.median * 1e3
