@@ -6,17 +6,11 @@ from conftest import N_ITERS, TEACHER
 
 import asap
 from asap import ops
+from asap.bench import accuracy
 from asap.compile import calibration_report, load_compiled, save_compiled, without_dual_map
 from asap.models import create_model
 from asap.nn import ASAP, Attention
 from asap.nn.normalisers import pair_mask
-
-
-def accuracy(model, loader):
-    with torch.no_grad():
-        hits = [(model(x).argmax(-1) == y).float() for x, y in loader]
-    return torch.cat(hits).mean().item()
-
 
 pytestmark = pytest.mark.slow
 

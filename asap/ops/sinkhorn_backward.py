@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from asap.ops.masking import Marginals, apply_mask, as_pair_mask
+from asap.ops.masking import Marginals, apply_mask, as_pair_mask, zero_invalid
 
 
 def _logsumexp_(work: Tensor, dim: int) -> Tensor:
@@ -39,10 +39,6 @@ def _softmax_(work: Tensor, dim: int) -> Tensor:
     return work.div_(work.sum(dim=dim, keepdim=True))
 
 
-def _zero(potential: Tensor, valid: Tensor | None) -> Tensor:
-    return potential if valid is None else potential.masked_fill(~valid, 0.0)
-
-
 class _SinkhornAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, masked_scores: Tensor, n_iters: int, marginals: Marginals) -> Tensor:
@@ -51,10 +47,10 @@ class _SinkhornAttention(torch.autograd.Function):
         steps = []  # (g seen by the row step, f it produced): O(n) each
         for _ in range(n_iters):
             torch.add(masked_scores, g.unsqueeze(-2), out=work)
-            f = _zero(marginals.log_a - _logsumexp_(work, -1).squeeze(-1), marginals.row_valid)
+            f = zero_invalid(marginals.log_a - _logsumexp_(work, -1).squeeze(-1), marginals.row_valid)
             steps += [g, f]
             torch.add(masked_scores, f.unsqueeze(-1), out=work)
-            g = _zero(marginals.log_b - _logsumexp_(work, -2).squeeze(-2), marginals.col_valid)
+            g = zero_invalid(marginals.log_b - _logsumexp_(work, -2).squeeze(-2), marginals.col_valid)
         attention = torch.add(masked_scores, g.unsqueeze(-2), out=work)
         _softmax_(attention, -1)
         if marginals.row_valid is not None:
@@ -77,13 +73,13 @@ class _SinkhornAttention(torch.autograd.Function):
             # column step g_t = col(S, f_{t-1})
             torch.add(masked_scores, f.unsqueeze(-1), out=work)
             _softmax_(work, -2)
-            work.mul_(_zero(grad_g, marginals.col_valid).unsqueeze(-2))
+            work.mul_(zero_invalid(grad_g, marginals.col_valid).unsqueeze(-2))
             grad_scores.sub_(work)
             grad_f = -work.sum(dim=-1)
             # row step f_{t-1} = row(S, g_{t-1})
             torch.add(masked_scores, g.unsqueeze(-2), out=work)
             _softmax_(work, -1)
-            work.mul_(_zero(grad_f, marginals.row_valid).unsqueeze(-1))
+            work.mul_(zero_invalid(grad_f, marginals.row_valid).unsqueeze(-1))
             grad_scores.sub_(work)
             grad_g = -work.sum(dim=-2)
         return grad_scores, None, None

@@ -16,7 +16,7 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
     downstream = collect.bench_tables(results, "downstream")
     reports = collect.calibration_reports(results)
     speed = {mode: collect.speed_table(results, mode) for mode in ("inference", "training")}
-    seq_len = max(int(c.removeprefix("latency_ms_n")) for c in frozen if c.removeprefix("latency_ms_n").isdigit())
+    seq_len = collect.latency_lengths(frozen)[-1]
     written = [
         *tables.write_table(tables.accuracy_table(runs), out / "accuracy", "Test accuracy (%) by task and attention"),
         *tables.write_table(tables.training_cost_table(runs), out / "training_cost", "Training cost per variant"),

@@ -44,3 +44,8 @@ def speed_table(results: str | Path, mode: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no {mode} speed table at {path}")
     return pd.read_csv(path)
+
+
+def latency_lengths(frozen: pd.DataFrame) -> list[int]:
+    """The sequence lengths of a frozen-layer table's ``latency_ms_n<N>`` columns, ascending."""
+    return sorted(int(c.removeprefix("latency_ms_n")) for c in frozen if c.removeprefix("latency_ms_n").isdigit())

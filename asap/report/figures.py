@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from asap.report.collect import latency_lengths  # noqa: E402
+
 VARIANT_STYLE = {
     "teacher": dict(color="C0", marker="o"),
     "asap": dict(color="C3", marker="s"),
@@ -36,11 +38,7 @@ def _panels(count: int, width: float = 3.6, height: float = 3.0):
 
 def latency_vs_length(frozen: pd.DataFrame, stem: Path) -> list[Path]:
     """Per task, one attention layer's latency against sequence length for each variant (log-log)."""
-    lengths = sorted(
-        int(c.removeprefix("latency_ms_n"))
-        for c in frozen
-        if c[len("latency_ms_n") :].isdigit() and c.startswith("latency_ms_n")
-    )
+    lengths = latency_lengths(frozen)
     tasks = list(dict.fromkeys(frozen.task))
     figure, axes = _panels(len(tasks))
     for axis, task in zip(axes, tasks, strict=True):
