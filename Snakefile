@@ -32,7 +32,8 @@ COMPILE_ARGS = (
 
 SPEED_ARGS = (
     f"--batch {SPEED['batch']} --heads {SPEED['heads']} --head-dim {SPEED['head_dim']} "
-    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']}"
+    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']} "
+    f"--sliced-max-len {SPEED['sliced_max_len']} --dense-max-len {SPEED['dense_max_len']}"
 )
 
 
@@ -50,6 +51,8 @@ rule data:
         DATA + "/prepared/" + PROFILE + "/{task}.json",
     log:
         RESULTS + "/logs/data/{task}.log",
+    benchmark:
+        RESULTS + "/jobs/data/{task}.tsv"
     shell:
         ASAP + " data --task {wildcards.task} --profile " + PROFILE + " --data-dir " + DATA
         + " --out {output} > {log} 2>&1"
@@ -63,6 +66,8 @@ rule train:
         checkpoint=RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt",
     log:
         RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
+    benchmark:
+        RESULTS + "/jobs/train/{task}/{variant}/seed{seed}.tsv"
     threads: THREADS
     shell:
         ASAP + " train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
@@ -78,6 +83,8 @@ rule compile:
         report=RESULTS + "/compile/{task}/seed{seed}.csv",
     log:
         RESULTS + "/logs/compile/{task}/seed{seed}.log",
+    benchmark:
+        RESULTS + "/jobs/compile/{task}/seed{seed}.tsv"
     threads: THREADS
     shell:
         ASAP + " compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
@@ -91,6 +98,8 @@ rule frozen_benchmark:
         RESULTS + "/bench/frozen/{task}/seed{seed}.csv",
     log:
         RESULTS + "/logs/bench/frozen/{task}/seed{seed}.log",
+    benchmark:
+        RESULTS + "/jobs/frozen/{task}/seed{seed}.tsv"
     threads: THREADS
     params:
         seq_lens=numbers(BENCH["seq_lens"]),
@@ -107,6 +116,8 @@ rule downstream:
         RESULTS + "/bench/downstream/{task}/seed{seed}.csv",
     log:
         RESULTS + "/logs/bench/downstream/{task}/seed{seed}.log",
+    benchmark:
+        RESULTS + "/jobs/downstream/{task}/seed{seed}.tsv"
     threads: THREADS
     params:
         sizes=numbers(BENCH["calib_sizes"]),
@@ -123,6 +134,8 @@ rule speed:
         RESULTS + "/bench/speed/{mode}.csv",
     log:
         RESULTS + "/logs/bench/speed/{mode}.log",
+    benchmark:
+        RESULTS + "/jobs/speed/{mode}.tsv"
     threads: THREADS
     params:
         seq_lens=lambda wildcards: numbers(SPEED[wildcards.mode + "_seq_lens"]),
@@ -143,5 +156,7 @@ rule report:
         FIGURES + "/provenance.json",
     log:
         RESULTS + "/logs/report.log",
+    benchmark:
+        RESULTS + "/jobs/report.tsv"
     shell:
         ASAP + " report --results " + RESULTS + " --out " + FIGURES + " > {log} 2>&1"

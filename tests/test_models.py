@@ -55,10 +55,11 @@ def test_text_encoder_forward_backward_with_padding(variant):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("pool", ["mean", "cls"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_text_encoder_ignores_padding(variant):
-    """Logits of a padded sequence equal those of the same sequence alone, for every variant."""
-    model = make_text(variant).double().eval()
+def test_text_encoder_ignores_padding(variant, pool):
+    """Logits of a padded sequence equal those of the same sequence alone, for every variant and pooling."""
+    model = make_text(variant, pool=pool).double().eval()
     tokens = torch.randint(1, 30, (2, 10))
     tokens[1, 7:] = 0
     batched = model(tokens)
@@ -76,3 +77,15 @@ def test_text_encoder_errors():
         model(torch.randn(2, 5))
     with pytest.raises(ValueError, match="unknown model"):
         create_model("resnet")
+    with pytest.raises(ValueError, match="pool"):
+        make_text("softmax", pool="max")
+
+
+def test_text_encoder_cls_pooling_reads_the_class_token():
+    """With ``pool="cls"`` the logits depend on the class token (a constant shift would vanish in LayerNorm)."""
+    model = make_text("softmax", pool="cls").eval()
+    tokens = torch.randint(1, 30, (2, 12))
+    before = model(tokens)
+    with torch.no_grad():
+        model.cls_token.add_(torch.randn_like(model.cls_token))
+    assert not torch.allclose(before, model(tokens))

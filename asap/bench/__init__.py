@@ -1,17 +1,28 @@
-"""Benchmarks: frozen-layer comparison against the teacher, downstream replacement, speed."""
+"""Benchmarks: frozen-layer comparison against the teacher, downstream replacement, speed.
 
-from asap.bench.downstream import calibration_curve, iteration_sweep, length_generalisation, slice_sweep
-from asap.bench.frozen import accuracy, frozen_layer_benchmark, frozen_variants
-from asap.bench.teacher import Teacher, load_teacher
+Exports load on first use, so that ``python -m asap.bench.speed`` (run once per memory case) imports torch and
+the operators only, not timm and the models.
+"""
 
-__all__ = [
-    "Teacher",
-    "accuracy",
-    "calibration_curve",
-    "frozen_layer_benchmark",
-    "frozen_variants",
-    "iteration_sweep",
-    "length_generalisation",
-    "slice_sweep",
-    "load_teacher",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Teacher": "asap.bench.teacher",
+    "load_teacher": "asap.bench.teacher",
+    "accuracy": "asap.bench.frozen",
+    "frozen_layer_benchmark": "asap.bench.frozen",
+    "frozen_variants": "asap.bench.frozen",
+    "calibration_curve": "asap.bench.downstream",
+    "iteration_sweep": "asap.bench.downstream",
+    "length_generalisation": "asap.bench.downstream",
+    "slice_sweep": "asap.bench.downstream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'asap.bench' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -14,9 +14,11 @@ PAD_ID = 0
 
 
 class TextClassifier(nn.Module):
-    """Token + learned position embeddings, timm pre-norm blocks, masked mean pooling, linear head.
+    """Token + learned position embeddings, timm pre-norm blocks, pooling, linear head.
 
     Token id 0 is padding: padded tokens are masked out of every attention layer and of the pooling.
+    ``pool="mean"`` averages the valid tokens; ``pool="cls"`` prepends a learned class token and reads it out,
+    as LRA does for ListOps, where the answer hinges on a few tokens that a mean would dilute.
     """
 
     def __init__(
@@ -31,11 +33,15 @@ class TextClassifier(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
-        self.max_len = max_len
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
+        self.max_len, self.pool = max_len, pool
         self.token_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.pos_embed = nn.Parameter(torch.randn(1, max_len, embed_dim) * 0.02)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02) if pool == "cls" else None
+        self.pos_embed = nn.Parameter(torch.randn(1, max_len + (pool == "cls"), embed_dim) * 0.02)
         self.drop = nn.Dropout(dropout)
         layer = attention_layer(attention, **(attention_options or {}))
         self.blocks = nn.ModuleList(
@@ -54,10 +60,16 @@ class TextClassifier(nn.Module):
         valid = tokens != PAD_ID
         if not valid.any(dim=1).all():
             raise ValueError("every sequence needs at least one non-padding token")
-        x = self.drop(self.token_embed(tokens) + self.pos_embed[:, : tokens.shape[1]])
+        x = self.token_embed(tokens)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+            valid = torch.cat([valid.new_ones(len(x), 1), valid], dim=1)
+        x = self.drop(x + self.pos_embed[:, : x.shape[1]])
         mask = key_padding_mask(valid)
         for block in self.blocks:
             x = block(x, attn_mask=mask)
         x = self.norm(x)
+        if self.cls_token is not None:
+            return self.head(x[:, 0])
         weights = valid.unsqueeze(-1).to(x.dtype)
         return self.head((x * weights).sum(dim=1) / weights.sum(dim=1))

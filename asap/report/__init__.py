@@ -37,6 +37,10 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
             "One attention layer: latency ratios and peak memory",
         ),
     ]
+    jobs = collect.job_costs(results)
+    if len(jobs):
+        caption = "Workflow cost: wall time per rule (minutes, jobs run one at a time) and peak memory"
+        written += tables.write_table(tables.workflow_cost_table(jobs), out / "workflow_cost", caption)
     sources = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.suffix in {".json", ".csv"})
     written.append(
         write_json_atomic(

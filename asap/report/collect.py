@@ -32,6 +32,27 @@ def bench_tables(results: str | Path, kind: str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
 
 
+def job_costs(results: str | Path) -> pd.DataFrame:
+    """One row per workflow job from Snakemake's ``benchmark:`` records ``jobs/<rule>/...tsv`` (empty if none):
+    wall time (s), peak resident memory (MB) and CPU time (s). The report's own record is left out."""
+    rows = []
+    for path in sorted(Path(results).glob("jobs/**/*.tsv")):
+        job = path.relative_to(Path(results) / "jobs").with_suffix("")
+        if job.parts == ("report",):
+            continue
+        record = pd.read_csv(path, sep="\t").iloc[-1]  # a rerun appends a line: the latest counts
+        rows.append(
+            {
+                "rule": job.parts[0],
+                "job": str(job),
+                "wall_s": record["s"],
+                "peak_rss_mb": record["max_rss"],
+                "cpu_s": record["cpu_time"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["rule", "job", "wall_s", "peak_rss_mb", "cpu_s"])
+
+
 def calibration_reports(results: str | Path) -> pd.DataFrame:
     paths = sorted(Path(results).glob("compile/*/seed*.csv"))
     if not paths:

@@ -48,6 +48,16 @@ def frozen_table(frozen: pd.DataFrame, seq_len: int = 1024) -> pd.DataFrame:
     return table.rename(columns=columns).round(3).reset_index().set_index("task")
 
 
+def workflow_cost_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per workflow rule: jobs, total and longest wall time (min), largest peak memory (MB); a total row last."""
+    table = jobs.groupby("rule", sort=False).agg(
+        jobs=("job", "size"), total_min=("wall_s", "sum"), longest_min=("wall_s", "max"), peak_mb=("peak_rss_mb", "max")
+    )
+    table.loc["all"] = [len(jobs), jobs.wall_s.sum(), jobs.wall_s.max(), jobs.peak_rss_mb.max()]
+    table[["total_min", "longest_min"]] /= 60
+    return table.astype({"jobs": int}).round(1)
+
+
 def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path]:
     """``<stem>.md`` and ``<stem>.tex``."""
     path_stem.parent.mkdir(parents=True, exist_ok=True)
