@@ -41,9 +41,20 @@ def numbers(values):
     return " ".join(str(v) for v in values)
 
 
+# The runs behind the results (checkpoints, compiled models, raw timings) are not committed. Requiring them
+# makes a fresh clone, which has the committed results but not their runs, regenerate everything; once they
+# exist, a rerun does nothing.
+RUN_ARTEFACTS = [
+    *expand(RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt", task=TASKS, variant=VARIANTS, seed=SEEDS),
+    *expand(RUNS + "/{task}/compiled/seed{seed}.pt", task=TASKS, seed=TEACHER_SEEDS),
+    *expand(RUNS + "/speed/{mode}.json", mode=["inference", "training"]),
+]
+
+
 rule all:
     input:
         FIGURES + "/provenance.json",
+        RUN_ARTEFACTS,
 
 
 rule data:
@@ -131,7 +142,8 @@ rule downstream:
 
 rule speed:
     output:
-        RESULTS + "/bench/speed/{mode}.csv",
+        table=RESULTS + "/bench/speed/{mode}.csv",
+        raw=RUNS + "/speed/{mode}.json",
     log:
         RESULTS + "/logs/bench/speed/{mode}.log",
     benchmark:
@@ -142,7 +154,7 @@ rule speed:
         training=lambda wildcards: "--training" if wildcards.mode == "training" else "",
     shell:
         ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
-        + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output} > {log} 2>&1"
+        + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
 
 rule report:

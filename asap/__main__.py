@@ -100,6 +100,7 @@ def _write_table(table, out: Path, info: dict) -> None:
 
 def _speed(args: argparse.Namespace) -> None:
     from asap.bench.speed import speed_sweep
+    from asap.provenance import provenance, write_json_atomic
 
     options = dict(
         seq_lens=args.seq_lens,
@@ -109,11 +110,15 @@ def _speed(args: argparse.Namespace) -> None:
         n_iters=args.n_iters,
         slices=args.slices or 16,
         sliced_max_len=args.sliced_max_len,
+        dense_max_len=args.dense_max_len,
         min_run_time=args.min_run_time,
         device="cuda" if torch_cuda() else "cpu",
     )
     table = speed_sweep(training=args.training, **options)
-    _write_table(table, Path(args.out), {"options": options, "training": args.training})
+    info = {"options": options, "training": args.training}
+    if args.raw:  # every timed repeat, for a look at the noise behind each median
+        write_json_atomic(Path(args.raw), {**info, "cases": table.to_dict("records"), "provenance": provenance()})
+    _write_table(table.drop(columns="latency_runs_ms"), Path(args.out), info)
 
 
 def torch_cuda() -> bool:
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
     bench.add_argument("--slice-sweep", type=int, nargs="+", default=[4, 16, 64])
     bench.add_argument("--training", action="store_true", help="speed: time forward + backward")
+    bench.add_argument("--raw", help="speed: JSON of every timed repeat per case")
     bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
     bench.add_argument("--heads", type=int, default=4, help="speed: heads")
     bench.add_argument("--head-dim", type=int, default=64, help="speed: head dimension")

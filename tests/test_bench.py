@@ -97,3 +97,29 @@ def test_median_ms_times_repeatedly():
     calls = []
     assert median_ms(lambda: calls.append(torch.ones(8).sum()), min_run_time=0.01) > 0
     assert len(calls) > 2, "warm-up plus repeated runs"
+
+
+def test_speed_sweep_ratios_limits_and_repeats():
+    """Ratios are relative to the rows they name; methods past their length limits are skipped; each median is
+    that of the recorded repeats; peak memory comes from a fresh process per case."""
+    import statistics
+
+    from asap.bench.speed import INFERENCE, speed_sweep
+
+    table = speed_sweep(
+        seq_lens=(16, 32),
+        batch=1,
+        heads=2,
+        head_dim=8,
+        slices=4,
+        sliced_max_len=16,
+        dense_max_len=32,
+        min_run_time=0.01,
+    )
+    assert set(table[table.seq_len == 16].method) == set(INFERENCE)
+    assert "sliced" not in set(table[table.seq_len == 32].method)
+    by = table.set_index(["method", "seq_len"])
+    assert by.loc[("sinkhorn", 32), "speedup_vs_teacher"] == 1 and by.loc[("softmax", 32), "time_vs_softmax"] == 1
+    for row in table.itertuples():
+        assert row.latency_ms == statistics.median(row.latency_runs_ms) > 0
+    assert (table.peak_mem_mb >= 0).all(), "every case ran in its own process"

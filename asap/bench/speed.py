@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 
 from asap import ops
-from asap.bench.timing import median_ms, random_qkv
+from asap.bench.timing import random_qkv, timings_ms
 
 INFERENCE = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced", "asap_dense", "asap_fused")
 STREAMING = ("softmax", "asap_fused")  # never hold an n x n tensor
@@ -125,20 +126,22 @@ def speed_sweep(
     min_run_time: float = 0.5,
     device: str = "cpu",
 ) -> pd.DataFrame:
-    """One row per (method, n): latency, peak memory, and latency ratios to the teacher and to softmax."""
+    """One row per (method, n): latency (median), peak memory, latency ratios to the teacher and to softmax, and
+    every timed repeat (``latency_runs_ms``, a list)."""
     names = TRAINING if training else INFERENCE
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
     rows = []
     for seq_len in seq_lens:
         q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
-        latency = {}
+        latency, runs = {}, {}
         for name in names:
             if name == "sliced" and seq_len > sliced_max_len:
                 continue  # L x n x n tensors: out of reach at this length
             if name not in STREAMING and seq_len > dense_max_len:
                 continue  # n x n tensors: out of reach at this length
             fn = method(name, n_iters, slices, head_dim, training)
-            latency[name] = median_ms(partial(fn, q, k, v), min_run_time, grad=training)
+            runs[name] = timings_ms(partial(fn, q, k, v), min_run_time, grad=training)
+            latency[name] = statistics.median(runs[name])
         for name, milliseconds in latency.items():
             rows.append(
                 {
@@ -150,6 +153,7 @@ def speed_sweep(
                     "speedup_vs_teacher": latency["sinkhorn"] / milliseconds if "sinkhorn" in latency else float("nan"),
                     "time_vs_softmax": milliseconds / latency["softmax"],
                     **shape,
+                    "latency_runs_ms": runs[name],
                 }
             )
     return pd.DataFrame(rows)

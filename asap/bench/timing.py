@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 import torch
 from torch.utils import benchmark
 
 
-def median_ms(fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after a warm-up call, over at least ``min_run_time`` s
-    (with autograd on when ``grad``, e.g. to time a training step)."""
+def timings_ms(fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False) -> list[float]:
+    """Wall times of ``fn()`` in milliseconds (one per timed block, averaged over its calls), after a warm-up
+    call, over at least ``min_run_time`` s (with autograd on when ``grad``, e.g. to time a training step)."""
     with torch.set_grad_enabled(grad):
         fn()  # warm-up: allocator, kernels, lazy initialisation
         measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
-    return measurement.median * 1e3
+    return [seconds * 1e3 for seconds in measurement.times]
+
+
+def median_ms(fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False) -> float:
+    """Median of :func:`timings_ms`."""
+    return statistics.median(timings_ms(fn, min_run_time, grad))
 
 
 def random_qkv(batch: int, heads: int, seq_len: int, head_dim: int, device: torch.device, seed: int = 0):
