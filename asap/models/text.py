@@ -38,7 +38,7 @@ class TextClassifier(nn.Module):
         super().__init__()
         if pool not in ("mean", "cls"):
             raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
-        self.max_len, self.pool = max_len, pool
+        self.max_len = max_len
         self.token_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02) if pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.randn(1, max_len + (pool == "cls"), embed_dim) * 0.02)

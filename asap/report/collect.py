@@ -40,7 +40,7 @@ def job_costs(results: str | Path) -> pd.DataFrame:
         job = path.relative_to(Path(results) / "jobs").with_suffix("")
         if job.parts == ("report",):
             continue
-        record = pd.read_csv(path, sep="\t").iloc[-1]  # a rerun appends a line: the latest counts
+        record = pd.read_csv(path, sep="\t").iloc[-1]  # one line per repeat when a rule repeats: the last counts
         rows.append(
             {
                 "rule": job.parts[0],
