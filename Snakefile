@@ -24,7 +24,10 @@ SPEED = config["speed"]
 # One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
 THREADS = config.get("threads_per_job", workflow.cores)
 ASAP = f"{sys.executable} -m asap"  # the interpreter running the workflow, whatever PATH says
-CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"
+RUN_CHECKPOINT = RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt"
+CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"  # the teacher's
+COMPILED_MODEL = RUNS + "/{task}/compiled/seed{seed}.pt"
+RAW_TIMINGS = RUNS + "/speed/{mode}.json"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
     f"--calib-batches {COMPILE['calib_batches']}"
@@ -45,9 +48,9 @@ def numbers(values):
 # makes a fresh clone, which has the committed results but not their runs, regenerate everything; once they
 # exist, a rerun does nothing.
 RUN_ARTEFACTS = [
-    *expand(RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt", task=TASKS, variant=VARIANTS, seed=SEEDS),
-    *expand(RUNS + "/{task}/compiled/seed{seed}.pt", task=TASKS, seed=TEACHER_SEEDS),
-    *expand(RUNS + "/speed/{mode}.json", mode=["inference", "training"]),
+    *expand(RUN_CHECKPOINT, task=TASKS, variant=VARIANTS, seed=SEEDS),
+    *expand(COMPILED_MODEL, task=TASKS, seed=TEACHER_SEEDS),
+    *expand(RAW_TIMINGS, mode=["inference", "training"]),
 ]
 
 
@@ -74,7 +77,7 @@ rule train:
         DATA + "/prepared/" + PROFILE + "/{task}.json",
     output:
         record=RESULTS + "/train/{task}/{variant}/seed{seed}.json",
-        checkpoint=RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt",
+        checkpoint=RUN_CHECKPOINT,
     log:
         RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
     benchmark:
@@ -90,7 +93,7 @@ rule compile:
     input:
         CHECKPOINT,
     output:
-        model=RUNS + "/{task}/compiled/seed{seed}.pt",
+        model=COMPILED_MODEL,
         report=RESULTS + "/compile/{task}/seed{seed}.csv",
     log:
         RESULTS + "/logs/compile/{task}/seed{seed}.log",
@@ -143,7 +146,7 @@ rule downstream:
 rule speed:
     output:
         table=RESULTS + "/bench/speed/{mode}.csv",
-        raw=RUNS + "/speed/{mode}.json",
+        raw=RAW_TIMINGS,
     log:
         RESULTS + "/logs/bench/speed/{mode}.log",
     benchmark:

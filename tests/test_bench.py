@@ -1,9 +1,12 @@
 """The frozen-layer and downstream benchmarks run on tiny models and report every column."""
 
+import statistics
+
 import pytest
 import torch
 
 from asap.bench import calibration_curve, frozen_layer_benchmark, length_generalisation
+from asap.bench.speed import INFERENCE, speed_sweep
 from asap.bench.timing import median_ms
 from asap.data import create_datamodule
 from asap.models import create_model
@@ -102,10 +105,6 @@ def test_median_ms_times_repeatedly():
 def test_speed_sweep_ratios_limits_and_repeats():
     """Ratios are relative to the rows they name; methods past their length limits are skipped; each median is
     that of the recorded repeats; peak memory comes from a fresh process per case."""
-    import statistics
-
-    from asap.bench.speed import INFERENCE, speed_sweep
-
     table = speed_sweep(
         seq_lens=(16, 32),
         batch=1,
