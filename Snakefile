@@ -15,27 +15,62 @@ RESULTS = config["results"]
 RUNS = config["runs"]
 DATA = config["data_dir"]
 FIGURES = config["figures"]
-TASKS, VARIANTS, SEEDS = config["tasks"], config["variants"], config["seeds"]
+TASKS, SEEDS = config["tasks"], config["seeds"]
 TEACHER_SEEDS = config.get("teacher_seeds", SEEDS[:1])
 COMPILE = config["compile"]
+FRONTIER = config["frontier"]
 BENCH = config["bench"]
 SPEED = config["speed"]
+
+sys.path.insert(0, workflow.basedir)  # read the task configs with the package's own rules
+from asap.train.config import load_task_config, variant_entry  # noqa: E402
+
+
+def variants_of(task):
+    """The variants trained on ``task``: the profile's, plus the task's own (e.g. a T = 10 teacher)."""
+    return [*config["variants"], *config.get("task_variants", {}).get(task, [])]
+
+
+def is_teacher(task, variant):
+    return variant_entry(load_task_config(task, PROFILE, os.path.join(workflow.basedir, "experiments", PROFILE,
+                                                                       task + ".yaml")), variant)[0] == "sinkhorn"
+
+
+TRAINED = [(task, variant) for task in TASKS for variant in variants_of(task)]
+TEACHERS = [(task, variant) for task, variant in TRAINED if is_teacher(task, variant)]
+DOWNSTREAM = [(task, variant) for task, variant in TEACHERS if variant in config.get("downstream_teachers", [variant])]
+
+
+def per_run(pattern, runs, seeds):
+    return [pattern.format(task=task, variant=variant, seed=seed) for task, variant in runs for seed in seeds]
+
+
+wildcard_constraints:
+    task="[a-z0-9_]+",
+    variant="[a-z0-9_]+",
+    seed="[0-9]+",
+
 
 # One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
 THREADS = config.get("threads_per_job", workflow.cores)
 ASAP = f"{sys.executable} -m asap"  # the interpreter running the workflow, whatever PATH says
 RUN_CHECKPOINT = RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt"
-CHECKPOINT = RUNS + "/{task}/sinkhorn/seed{seed}/checkpoints/best.ckpt"  # the teacher's
-COMPILED_MODEL = RUNS + "/{task}/compiled/seed{seed}.pt"
+COMPILED_MODEL = RUNS + "/{task}/compiled/{variant}/seed{seed}.pt"
 RAW_TIMINGS = RUNS + "/speed/{mode}.json"
+TRAIN_RECORD = RESULTS + "/train/{task}/{variant}/seed{seed}.json"
+CALIBRATION_REPORT = RESULTS + "/compile/{task}/{variant}/seed{seed}.csv"
+OPERATING_POINT = RESULTS + "/compile/{task}/{variant}/seed{seed}.operating_point.json"
+FRONTIER_TABLE = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.csv"
+DOWNSTREAM_TABLE = RESULTS + "/bench/downstream/{task}/{variant}/seed{seed}.csv"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
     f"--calib-batches {COMPILE['calib_batches']}"
 )
+CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']}"
 
 SPEED_ARGS = (
     f"--batch {SPEED['batch']} --heads {SPEED['heads']} --head-dim {SPEED['head_dim']} "
-    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']} "
+    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']} --threads {SPEED['threads']} "
     f"--sliced-max-len {SPEED['sliced_max_len']} --dense-max-len {SPEED['dense_max_len']}"
 )
 
@@ -48,8 +83,8 @@ def numbers(values):
 # makes a fresh clone, which has the committed results but not their runs, regenerate everything; once they
 # exist, a rerun does nothing.
 RUN_ARTEFACTS = [
-    *expand(RUN_CHECKPOINT, task=TASKS, variant=VARIANTS, seed=SEEDS),
-    *expand(COMPILED_MODEL, task=TASKS, seed=TEACHER_SEEDS),
+    *per_run(RUN_CHECKPOINT, TRAINED, SEEDS),
+    *per_run(COMPILED_MODEL, TEACHERS, TEACHER_SEEDS),
     *expand(RAW_TIMINGS, mode=["inference", "training"]),
 ]
 
@@ -76,7 +111,7 @@ rule train:
     input:
         DATA + "/prepared/" + PROFILE + "/{task}.json",
     output:
-        record=RESULTS + "/train/{task}/{variant}/seed{seed}.json",
+        record=TRAIN_RECORD,
         checkpoint=RUN_CHECKPOINT,
     log:
         RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
@@ -91,59 +126,66 @@ rule train:
 
 rule compile:
     input:
-        CHECKPOINT,
+        RUN_CHECKPOINT,
     output:
         model=COMPILED_MODEL,
-        report=RESULTS + "/compile/{task}/seed{seed}.csv",
+        report=CALIBRATION_REPORT,
+        operating_point=OPERATING_POINT,
     log:
-        RESULTS + "/logs/compile/{task}/seed{seed}.log",
+        RESULTS + "/logs/compile/{task}/{variant}/seed{seed}.log",
     benchmark:
-        RESULTS + "/jobs/compile/{task}/seed{seed}.tsv"
+        RESULTS + "/jobs/compile/{task}/{variant}/seed{seed}.tsv"
     threads: THREADS
     shell:
         ASAP + " compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
-        + " --out {output.model} --report {output.report} > {log} 2>&1"
+        + " --out {output.model} --report {output.report} --operating-point {output.operating_point} > {log} 2>&1"
 
 
-rule frozen_benchmark:
+rule frontier:
     input:
-        CHECKPOINT,
+        checkpoint=RUN_CHECKPOINT,
+        operating_point=OPERATING_POINT,
     output:
-        RESULTS + "/bench/frozen/{task}/seed{seed}.csv",
+        FRONTIER_TABLE,
     log:
-        RESULTS + "/logs/bench/frozen/{task}/seed{seed}.log",
+        RESULTS + "/logs/bench/frontier/{task}/{variant}/seed{seed}.log",
     benchmark:
-        RESULTS + "/jobs/frozen/{task}/seed{seed}.tsv"
+        RESULTS + "/jobs/frontier/{task}/{variant}/seed{seed}.tsv"
     threads: THREADS
     params:
-        seq_lens=numbers(BENCH["seq_lens"]),
+        seq_lens=numbers(FRONTIER["seq_lens"]),
     shell:
-        ASAP + " bench frozen --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
-        + " --seq-lens {params.seq_lens} --min-run-time " + str(BENCH["min_run_time"])
+        ASAP + " bench frontier --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
+        " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens}"
+        " --min-run-time " + str(FRONTIER["min_run_time"]) + " --threads " + str(FRONTIER["threads"])
         + " --out {output} > {log} 2>&1"
 
 
 rule downstream:
     input:
-        CHECKPOINT,
+        checkpoint=RUN_CHECKPOINT,
+        operating_point=OPERATING_POINT,
     output:
-        RESULTS + "/bench/downstream/{task}/seed{seed}.csv",
+        DOWNSTREAM_TABLE,
     log:
-        RESULTS + "/logs/bench/downstream/{task}/seed{seed}.log",
+        RESULTS + "/logs/bench/downstream/{task}/{variant}/seed{seed}.log",
     benchmark:
-        RESULTS + "/jobs/downstream/{task}/seed{seed}.tsv"
+        RESULTS + "/jobs/downstream/{task}/{variant}/seed{seed}.tsv"
     threads: THREADS
     params:
         sizes=numbers(BENCH["calib_sizes"]),
         edges=numbers(BENCH["length_edges"]),
-        slices=numbers(BENCH["slice_sweep"]),
     shell:
-        ASAP + " bench downstream --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
-        + " --calib-sizes {params.sizes} --length-edges {params.edges} --slice-sweep {params.slices}"
+        ASAP + " bench downstream --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
+        " --data-dir " + DATA + " " + CALIBRATION_ARGS
+        + " --calib-sizes {params.sizes} --length-edges {params.edges}"
         + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
 
 
 rule speed:
+    input:
+        operating_points=lambda wildcards: per_run(OPERATING_POINT, TEACHERS, TEACHER_SEEDS[:1])
+        if wildcards.mode == "inference" else [],
     output:
         table=RESULTS + "/bench/speed/{mode}.csv",
         raw=RAW_TIMINGS,
@@ -155,18 +197,20 @@ rule speed:
     params:
         seq_lens=lambda wildcards: numbers(SPEED[wildcards.mode + "_seq_lens"]),
         training=lambda wildcards: "--training" if wildcards.mode == "training" else "",
+        model_seq_lens=numbers(SPEED["model_seq_lens"]),
     shell:
         ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
+        + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens}"
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
 
 rule report:
     input:
         expand(RESULTS + "/bench/speed/{mode}.csv", mode=["inference", "training"]),
-        expand(RESULTS + "/train/{task}/{variant}/seed{seed}.json", task=TASKS, variant=VARIANTS, seed=SEEDS),
-        expand(RESULTS + "/compile/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
-        expand(RESULTS + "/bench/frozen/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
-        expand(RESULTS + "/bench/downstream/{task}/seed{seed}.csv", task=TASKS, seed=TEACHER_SEEDS),
+        per_run(TRAIN_RECORD, TRAINED, SEEDS),
+        per_run(CALIBRATION_REPORT, TEACHERS, TEACHER_SEEDS),
+        per_run(FRONTIER_TABLE, TEACHERS, TEACHER_SEEDS),
+        per_run(DOWNSTREAM_TABLE, DOWNSTREAM, TEACHER_SEEDS),
     output:
         FIGURES + "/provenance.json",
     log:

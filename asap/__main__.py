@@ -1,9 +1,11 @@
 """asap's command line.
 
 python -m asap train --task mnist --variant sinkhorn --seed 0 [--set trainer.max_epochs=1]
-python -m asap compile --checkpoint runs/cpu/mnist/sinkhorn/seed0/checkpoints/best.ckpt --out mnist_asap.pt
-python -m asap bench frozen --checkpoint ... --out results/cpu/bench/frozen/mnist.csv
-python -m asap bench downstream --checkpoint ... --out results/cpu/bench/downstream/mnist.csv
+python -m asap compile --checkpoint runs/default/mnist/sinkhorn/seed0/checkpoints/best.ckpt --slices auto \
+    --directions auto --out mnist_asap.pt --operating-point mnist_asap.json
+python -m asap bench frontier --checkpoint ... --operating-point mnist_asap.json --out frontier.csv
+python -m asap bench downstream --checkpoint ... --out downstream.csv
+python -m asap bench speed --seq-lens 256 1024 --operating-points mnist_asap.json --out speed.csv
 """
 
 from __future__ import annotations
@@ -46,13 +48,16 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def _compile_options(args: argparse.Namespace) -> dict:
-    return {
-        "slices": args.slices,
-        "map": args.map,
-        "directions": args.directions,
-        "num_batches": args.calib_batches,
-        "seed": args.calib_seed,
-    }
+    return {"map": args.map, "num_batches": args.calib_batches, "seed": args.calib_seed}
+
+
+def _slices(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"slices must be a positive integer or 'auto', got {value!r}") from None
 
 
 def _compile(args: argparse.Namespace) -> None:
@@ -60,30 +65,49 @@ def _compile(args: argparse.Namespace) -> None:
         raise SystemExit("compile needs --checkpoint")
     import asap.compile as compiler
     from asap.bench import load_teacher
+    from asap.bench.frontier import teacher_iterations
     from asap.nn import attention_layers
+    from asap.provenance import provenance, write_json_atomic
 
     teacher = load_teacher(args.checkpoint, args.data_dir)
+    layer = next(iter(attention_layers(teacher.model).values()))
     options = _compile_options(args)
-    student = compiler.compile(
-        teacher.model, teacher.datamodule.train_dataloader(), two_sided=not args.one_sided, **options
+    two_sided = not args.one_sided
+    slices = None if args.slices == "auto" else [args.slices or layer.head_dim]
+    directions = compiler.DIRECTIONS if args.directions == "auto" else (args.directions,)
+    student, point, candidates = compiler.select_operating_point(
+        teacher.model, teacher.datamodule.train_dataloader(), slices, directions, two_sided, **options
     )
-    layer = next(iter(attention_layers(student).values()))
     model_args = {
         **teacher.model_args,
         "attention": "asap",
-        "attention_options": {
-            "num_slices": options["slices"] or layer.head_dim,
-            "two_sided": not args.one_sided,
-            "dual_map": args.map,
-        },
+        "attention_options": {"num_slices": point.slices, "two_sided": two_sided, "dual_map": args.map},
     }
-    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": options}
+    selection = {"slices": args.slices, "directions": args.directions, **options}
+    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": selection}
     compiler.save_compiled(student, args.out, model_args, metadata)
     report = compiler.calibration_report(student)
+    run = {"task": teacher.run["task"], "variant": teacher.run["variant"], "seed": teacher.run["seed"]}
     if args.report:
-        report.assign(task=teacher.run["task"], seed=teacher.run["seed"]).to_csv(args.report, index=False)
+        report.assign(**run, directions=point.directions).to_csv(args.report, index=False)
+    if args.operating_point:
+        write_json_atomic(
+            args.operating_point,
+            {
+                **run,
+                "operating_point": point.to_dict(),
+                "rule": compiler.OPERATING_POINT_RULE,
+                "heads": layer.num_heads,
+                "head_dim": layer.head_dim,
+                "teacher_iterations": teacher_iterations(teacher.model),
+                "candidates": candidates.to_dict("records"),
+                "compile": selection,
+                "provenance": provenance(),
+            },
+        )
+    print(candidates.to_string(index=False))
     print(report.to_string(index=False))
-    print(f"compiled model written to {args.out}")
+    print(f"operating point {point}; compiled model written to {args.out}")
 
 
 def _write_table(table, out: Path, info: dict) -> None:
@@ -99,7 +123,9 @@ def _write_table(table, out: Path, info: dict) -> None:
 
 
 def _speed(args: argparse.Namespace) -> None:
-    from asap.bench.speed import speed_sweep
+    import pandas as pd
+
+    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep
     from asap.provenance import provenance, write_json_atomic
 
     options = dict(
@@ -108,14 +134,36 @@ def _speed(args: argparse.Namespace) -> None:
         heads=args.heads,
         head_dim=args.head_dim,
         n_iters=args.n_iters,
-        slices=args.slices or 16,
+        slices=args.slices if isinstance(args.slices, int) else 16,
         sliced_max_len=args.sliced_max_len,
         dense_max_len=args.dense_max_len,
         min_run_time=args.min_run_time,
         device="cuda" if torch_cuda() else "cpu",
+        threads=args.threads,
     )
-    table = speed_sweep(training=args.training, **options)
-    info = {"options": options, "training": args.training}
+    tables = [speed_sweep(training=args.training, **options)]
+    shapes = []
+    if not args.training:  # ASAP runs at inference only: the compiled models' shapes are inference cases
+        for path in args.operating_points:
+            record = json.loads(Path(path).read_text())
+            shape = dict(
+                heads=record["heads"],
+                head_dim=record["head_dim"],
+                n_iters=record["teacher_iterations"],
+                slices=record["operating_point"]["slices"],
+            )
+            shapes.append({"label": f"{record['task']}/{record['variant']}", **shape})
+            model_options = {**options, **shape, "seq_lens": args.model_seq_lens}
+            tables.append(
+                speed_sweep(
+                    methods=MODEL_SHAPE_METHODS,
+                    measure_memory=False,
+                    shape_label=shapes[-1]["label"],
+                    **model_options,
+                )
+            )
+    table = pd.concat(tables, ignore_index=True)
+    info = {"options": options, "training": args.training, "model_shapes": shapes}
     if args.raw:  # every timed repeat, for a look at the noise behind each median
         write_json_atomic(Path(args.raw), {**info, "cases": table.to_dict("records"), "provenance": provenance()})
     _write_table(table.drop(columns="latency_runs_ms"), Path(args.out), info)
@@ -132,33 +180,37 @@ def _bench(args: argparse.Namespace) -> None:
         return _speed(args)
     if not args.checkpoint:
         raise SystemExit(f"bench {args.kind} needs --checkpoint")
-    from asap.bench import (
-        calibration_curve,
-        frozen_layer_benchmark,
-        iteration_sweep,
-        length_generalisation,
-        load_teacher,
-        slice_sweep,
-    )
+    import pandas as pd
+
+    from asap.bench import accuracy_cost_frontier, calibration_curve, length_generalisation, load_teacher
+    from asap.compile import OperatingPoint
 
     loaded = load_teacher(args.checkpoint, args.data_dir)
     teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
     options = _compile_options(args)
     test_loader = datamodule.test_dataloader()
-    if args.kind == "frozen":
-        seq_len = _sequence_length(teacher, datamodule)
-        table = frozen_layer_benchmark(
+    if args.operating_point:
+        point = OperatingPoint(**json.loads(Path(args.operating_point).read_text())["operating_point"])
+    elif args.kind == "frontier":
+        raise SystemExit("bench frontier needs --operating-point (the JSON written by asap compile)")
+    else:
+        point = OperatingPoint(args.slices if isinstance(args.slices, int) else 16, args.directions)
+    if args.kind == "frontier":
+        table = accuracy_cost_frontier(
             teacher,
             datamodule.train_dataloader(),
             test_loader,
-            seq_len,
+            point,
+            seq_len=_sequence_length(teacher, datamodule),
             seq_lens=args.seq_lens,
-            max_test_batches=args.max_test_batches,
             min_run_time=args.min_run_time,
+            threads=args.threads,
+            max_test_batches=args.max_test_batches,
             **options,
         )
     else:
         options.pop("num_batches")
+        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided)
         tables = [
             calibration_curve(
                 teacher,
@@ -169,22 +221,6 @@ def _bench(args: argparse.Namespace) -> None:
                 **options,
             ).assign(experiment="calibration")
         ]
-        tables.append(
-            iteration_sweep(teacher, test_loader, max_test_batches=args.max_test_batches).assign(
-                experiment="iterations"
-            )
-        )
-        sweep_options = {key: value for key, value in options.items() if key != "slices"}
-        tables.append(
-            slice_sweep(
-                teacher,
-                datamodule.train_dataloader(),
-                test_loader,
-                slices=args.slice_sweep,
-                max_test_batches=args.max_test_batches,
-                **sweep_options,
-            ).assign(experiment="slices")
-        )
         if datamodule.modality == "text":
             low, high = min(args.length_edges), max(args.length_edges)
             buckets = list(zip(args.length_edges[:-1], args.length_edges[1:], strict=True))
@@ -194,12 +230,12 @@ def _bench(args: argparse.Namespace) -> None:
                     teacher, datamodule.train_dataloader(), test_loader, calib_max_len, buckets, **options
                 ).assign(experiment="length")
             )
-        import pandas as pd
-
         table = pd.concat(tables, ignore_index=True)
     table.insert(0, "task", run["task"])
-    table.insert(1, "seed", run["seed"])
-    _write_table(table, Path(args.out), {"checkpoint": str(args.checkpoint), "options": options, "run": run})
+    table.insert(1, "teacher", run["variant"])
+    table.insert(2, "seed", run["seed"])
+    info = {"checkpoint": str(args.checkpoint), "operating_point": point.to_dict(), "options": options, "run": run}
+    _write_table(table, Path(args.out), info)
 
 
 def _sequence_length(model, datamodule) -> int:
@@ -220,9 +256,11 @@ def _report(args: argparse.Namespace) -> None:
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="a Sinkhorn run's checkpoint (best.ckpt)")
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--slices", type=int, default=None, help="slices per head (default: head dim)")
+    parser.add_argument(
+        "--slices", type=_slices, default=None, help="slices per head (default: head dim), or 'auto' (d/4 ... 4d)"
+    )
     parser.add_argument("--map", default="linear", choices=["linear", "mlp"])
-    parser.add_argument("--directions", default="random", choices=["random", "pca"])
+    parser.add_argument("--directions", default="random", choices=["random", "pca", "auto"])
     parser.add_argument("--calib-batches", type=int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0)
 
@@ -259,20 +297,24 @@ def main(argv: list[str] | None = None) -> None:
     compile_.add_argument("--one-sided", action="store_true")
     compile_.add_argument("--out", required=True)
     compile_.add_argument("--report", help="CSV of the calibration report (R^2 and plan error per layer/head)")
+    compile_.add_argument("--operating-point", help="JSON of the chosen operating point and every candidate")
     compile_.set_defaults(handler=_compile)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("kind", choices=["frozen", "downstream", "speed"])
+    bench.add_argument("kind", choices=["frontier", "downstream", "speed"])
     _add_compile_options(bench)
     bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
-    bench.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096])
+    bench.add_argument("--seq-lens", type=int, nargs="+", default=[1024], help="frontier: per-layer latency at these n")
+    bench.add_argument("--operating-point", help="frontier/downstream: the JSON written by asap compile")
+    bench.add_argument("--threads", type=int, default=1, help="threads of every timing (recorded)")
     bench.add_argument("--max-test-batches", type=int, default=None)
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of repeated timing per case")
     bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
-    bench.add_argument("--slice-sweep", type=int, nargs="+", default=[4, 16, 64])
     bench.add_argument("--training", action="store_true", help="speed: time forward + backward")
     bench.add_argument("--raw", help="speed: JSON of every timed repeat per case")
+    bench.add_argument("--operating-points", nargs="*", default=[], help="speed: compiled models' JSON (their shapes)")
+    bench.add_argument("--model-seq-lens", type=int, nargs="+", default=[1024], help="speed: n at the models' shapes")
     bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
     bench.add_argument("--heads", type=int, default=4, help="speed: heads")
     bench.add_argument("--head-dim", type=int, default=64, help="speed: head dimension")

@@ -8,7 +8,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from asap import ops
 from asap.nn import NORMALISERS, Attention, attention_layer, key_padding_mask
-from asap.nn.normalisers import pair_mask
+from asap.nn.normalisers import pair_mask, token_mask
+from asap.ops.kantorovich import kantorovich_1d
 
 DIM, HEADS, N = 32, 4, 9
 
@@ -160,3 +161,47 @@ def test_float_padding_mask_is_accepted():
     valid = random_padding(2, N)
     additive = torch.zeros(2, 1, 1, N).masked_fill(~valid[:, None, None, :], -torch.inf)
     assert torch.allclose(layer(x, attn_mask=additive), layer(x, attn_mask=key_padding_mask(valid)))
+
+
+def reference_dual_features(q, k, directions, tokens=None):
+    """sliced_dual_features written out plainly: kantorovich_1d's phi and the mean-field term, (..., n, L) each."""
+    x, y = ops.project(q, directions), ops.project(k, directions)
+    phi, _ = kantorovich_1d(x, y, tokens)
+    weights = torch.ones_like(x[..., :1]) if tokens is None else tokens.unsqueeze(-1).to(x.dtype)
+    count = weights.sum(dim=-2, keepdim=True)
+    mean_field = x * ((y * weights).sum(dim=-2, keepdim=True) / count)
+    mean_field = (mean_field - (mean_field * weights).sum(dim=-2, keepdim=True) / count) * weights
+    return torch.cat([phi, mean_field], dim=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+def test_sliced_dual_features_equal_the_plain_reference(dtype, masked, per_head, grad):
+    batch, heads, n, head_dim, slices = 3, 2, 33, 8, 12
+    q, k = (torch.randn(batch, heads, n, head_dim, dtype=dtype, requires_grad=grad) for _ in range(2))
+    directions = ops.slice_directions(head_dim, slices, dtype=dtype)
+    if per_head:
+        directions = torch.stack([directions, ops.slice_directions(head_dim, slices, seed=1, dtype=dtype)])
+    tokens = random_padding(batch, n)[:, None, :] if masked else None  # (B, 1, n), as token_mask gives
+    features = ops.sliced_dual_features(q, k, directions, tokens)  # grad=True: torch's sort, else numpy's
+    assert features.shape == (batch, heads, n, 2 * slices) and features.dtype == dtype
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(features, reference_dual_features(q, k, directions, tokens), rtol=0, atol=atol)
+    if grad:
+        features.square().sum().backward()
+        assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1, N), (3, HEADS, 1, N), (1, N)])
+def test_token_mask_of_a_key_padding_mask_equals_the_general_path(shape):
+    mask = torch.rand(shape) < 0.6
+    mask.view(-1, N)[0] = False  # a fully padded row too
+    pairs = mask & mask.transpose(-1, -2)  # the same mask as an explicit pair mask takes the general path
+    fast, general = token_mask(mask), token_mask(pairs)
+    assert fast.shape == general.shape == (*shape[:-2], N)
+    assert torch.equal(fast, general)
+    assert torch.equal(general, pair_mask(mask).any(dim=-1))
+    with pytest.raises(ValueError, match="padding masks only"):
+        token_mask(torch.ones(*shape[:-2], N, N, dtype=torch.bool).tril())  # causal: not padding

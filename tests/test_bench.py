@@ -1,58 +1,102 @@
-"""The frozen-layer and downstream benchmarks run on tiny models and report every column."""
+"""The frontier and downstream benchmarks run on tiny models and report every column; the speed sweep."""
 
 import statistics
 
 import pytest
 import torch
+from conftest import N_ITERS
 
-from asap.bench import calibration_curve, frozen_layer_benchmark, length_generalisation
+from asap.bench import (
+    accuracy_cost_frontier,
+    calibration_curve,
+    compare_predictions,
+    frontier_points,
+    length_generalisation,
+    paired_bootstrap_interval,
+)
 from asap.bench.speed import INFERENCE, speed_sweep
 from asap.bench.timing import median_ms
+from asap.compile import OperatingPoint
 from asap.data import create_datamodule
 from asap.models import create_model
 
 pytestmark = pytest.mark.slow
 
 
-def test_frozen_layer_benchmark_columns_and_sanity(teacher, mnist):
-    table = frozen_layer_benchmark(
+def test_frontier_columns_and_sanity(teacher, mnist):
+    point = OperatingPoint(8, "random")
+    table = accuracy_cost_frontier(
         teacher,
         mnist.train_dataloader(),
         mnist.test_dataloader(),
+        point,
         seq_len=17,
-        seq_lens=(32, 64),
+        seq_lens=(64,),
         max_test_batches=3,
         fidelity_batches=1,
         min_run_time=0.01,
-        slices=16,
+        bootstrap_resamples=200,
+        slices=(4, 8),
         num_batches=4,
     )
     print(table.T.to_string())
-    assert list(table.variant) == ["teacher", "asap", "asap_one_sided", "asap_no_map", "sinkhorn_1it", "softmax"]
+    by = table.set_index("variant")
+    # teacher, k = 0 .. T-1, 2 L x 2 direction kinds x 2 sides, and the ablation
+    assert len(table) == 1 + N_ITERS + 8 + 1 and by.loc["asap"].operating_point and table.operating_point.sum() == 1
+    assert list(table[table.family == "truncated"].iterations) == list(range(N_ITERS))
     for column in [
         "accuracy",
-        "accuracy_vs_teacher",
+        "agreement",
+        "kl_to_teacher",
+        "accuracy_diff_low",
+        "accuracy_diff_high",
         "plan_rel_error",
-        "row_marginal_error",
         "col_marginal_error",
-        "throughput_samples_per_s",
-        "throughput_vs_teacher",
         "latency_ms_nmodel",
-        "latency_ms_n32",
         "latency_ms_n64",
         "speedup_vs_teacher_n64",
-        "time_vs_softmax_n64",
-        "seq_len",
+        "time_vs_softmax_nmodel",
+        "throughput_vs_teacher",
+        "timing_threads",
     ]:
         assert column in table and table[column].notna().all(), column
-    by = table.set_index("variant")
-    assert by.loc["teacher", "plan_rel_error"] == 0 and by.loc["teacher", "accuracy_vs_teacher"] == 1
-    assert by.loc["teacher", "speedup_vs_teacher_n64"] == 1 and by.loc["softmax", "time_vs_softmax_n64"] == 1
+    teacher_row = by.loc["teacher"]
+    assert teacher_row.agreement == 1 and teacher_row.kl_to_teacher == 0 and teacher_row.plan_rel_error == 0
+    assert teacher_row.accuracy_diff_low == teacher_row.accuracy_diff_high == 0
+    assert (table.accuracy_diff_low <= table.accuracy_diff + 1e-12).all()
+    assert (table.accuracy_diff <= table.accuracy_diff_high + 1e-12).all()
+    assert by.loc["sinkhorn_0it", "time_vs_softmax_n64"] == 1, "k = 0 is timed as fused softmax"
     assert by.loc["asap", "plan_rel_error"] < by.loc["asap_no_map", "plan_rel_error"]
-    assert by.loc["asap", "plan_rel_error"] < by.loc["softmax", "plan_rel_error"]
+    assert by.loc["asap", "plan_rel_error"] < by.loc["sinkhorn_0it", "plan_rel_error"]
     assert by.loc["asap", "row_marginal_error"] < 1e-5, "two-sided: rows exact"
-    assert by.loc["asap_one_sided", "col_marginal_error"] < 1e-5, "one-sided: columns exact"
-    assert by.loc["softmax", "col_marginal_error"] > 1e-2, "softmax is not doubly stochastic"
+    assert by.loc["asap_L8_random_one_sided", "col_marginal_error"] < 1e-5, "one-sided: columns exact"
+    assert by.loc["sinkhorn_0it", "col_marginal_error"] > 1e-2, "softmax is not doubly stochastic"
+    with pytest.raises(ValueError, match="not among the candidates"):
+        frontier_points(teacher, mnist.train_dataloader(), OperatingPoint(6, "random"), slices=(4, 8))
+
+
+def test_compare_predictions_against_hand_counts():
+    labels = torch.tensor([0, 1, 1, 0, 2, 2, 1, 0])
+    teacher_logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0, 2, 2, 0, 1]), 3).float() * 4
+    student_logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 0, 2, 1, 1, 1]), 3).float() * 4
+    scores = compare_predictions(student_logits, teacher_logits, labels, resamples=500)
+    assert scores["accuracy"] == 5 / 8 and scores["agreement"] == 5 / 8
+    assert scores["accuracy_diff"] == pytest.approx(5 / 8 - 6 / 8)
+    assert scores["accuracy_diff_low"] < scores["accuracy_diff"] < scores["accuracy_diff_high"]
+    p, q = teacher_logits.softmax(-1), student_logits.softmax(-1)
+    assert scores["kl_to_teacher"] == pytest.approx((p * (p / q).log()).sum(-1).mean().item(), rel=1e-5)
+
+
+def test_paired_bootstrap_interval_covers_the_truth_and_shrinks_with_data():
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(4000, generator=generator) < 0.7
+    flips = torch.rand(4000, generator=generator) < 0.05
+    student = reference ^ flips  # flips a correct answer off or a wrong one on
+    low, high = paired_bootstrap_interval(student, reference, resamples=1000)
+    difference = (student.double().mean() - reference.double().mean()).item()
+    assert low < difference < high and high - low < 0.02
+    small_low, small_high = paired_bootstrap_interval(student[:400], reference[:400], resamples=1000)
+    assert small_high - small_low > 2 * (high - low), "ten times fewer examples: a wider interval"
 
 
 def test_calibration_curve(teacher, mnist):

@@ -7,7 +7,16 @@ from conftest import N_ITERS, TEACHER
 import asap
 from asap import ops
 from asap.bench import accuracy
-from asap.compile import calibration_report, load_compiled, save_compiled, without_dual_map
+from asap.compile import (
+    OperatingPoint,
+    calibration_report,
+    choose_operating_point,
+    load_compiled,
+    save_compiled,
+    select_operating_point,
+    slice_candidates,
+    without_dual_map,
+)
 from asap.models import create_model
 from asap.nn import ASAP, Attention
 from asap.nn.normalisers import pair_mask
@@ -91,3 +100,40 @@ def test_compile_errors(teacher, mnist):
         asap.compile(teacher, mnist.train_dataloader(), directions="learned")
     with pytest.raises(RuntimeError, match="not calibrated"):
         create_model(**{**TEACHER, "attention": "asap", "attention_options": {}})(torch.randn(1, 1, 28, 28))
+
+
+def test_operating_point_rule_prefers_the_fewest_slices_within_tolerance():
+    points = {OperatingPoint(4, "random"): 0.30, OperatingPoint(8, "pca"): 0.12, OperatingPoint(8, "random"): 0.11}
+    points[OperatingPoint(16, "random")] = 0.10
+    assert choose_operating_point(points) == OperatingPoint(8, "random"), "0.11 <= 0.10 * 1.1 + 0.005; fewest L"
+    assert choose_operating_point(points, relative_tolerance=0, absolute_tolerance=0) == OperatingPoint(16, "random")
+    assert choose_operating_point(points, relative_tolerance=2) == OperatingPoint(4, "random")
+    with pytest.raises(ValueError, match="no candidate"):
+        choose_operating_point({})
+    assert slice_candidates(16) == [4, 8, 16, 32, 64] and slice_candidates(2) == [1, 2, 4, 8]
+
+
+def test_select_operating_point_on_held_out_calibration_batches(teacher, mnist):
+    student, point, candidates = select_operating_point(
+        teacher, mnist.train_dataloader(), slices=(2, 8, 32), num_batches=3, holdout_batches=1
+    )
+    assert len(candidates) == 3 * 2 and candidates.chosen.sum() == 1
+    chosen = candidates[candidates.chosen].iloc[0]
+    assert (chosen.slices, chosen.directions) == (point.slices, point.directions)
+    best = candidates.heldout_plan_error.min()
+    qualified = candidates[candidates.heldout_plan_error <= best * 1.1 + 0.005]
+    assert point.slices == qualified.slices.min()
+    assert chosen.heldout_plan_error == pytest.approx(calibration_report(student)["plan_error"].mean())
+    assert {m.normaliser.directions.shape[-1] for m in student.modules() if isinstance(m, Attention)} == {point.slices}
+    # the same batches in the same order: compile with the chosen point reproduces the chosen model
+    again = asap.compile(
+        teacher,
+        mnist.train_dataloader(),
+        slices=point.slices,
+        directions=point.directions,
+        num_batches=3,
+        holdout_batches=1,
+    )
+    assert calibration_report(again).equals(calibration_report(student))
+    with pytest.raises(ValueError, match="slices must be"):
+        asap.compile(teacher, mnist.train_dataloader(), slices="many")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from asap.ops import kantorovich_1d
+from asap.ops.kantorovich import _numpy_argsort, query_potentials_1d
 
 
 def pot_costs(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -91,3 +92,67 @@ def test_bad_inputs():
         kantorovich_1d(torch.randn(5, 2), torch.randn(5, 2), torch.ones(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="no valid"):
         kantorovich_1d(torch.randn(5, 2), torch.randn(5, 2), torch.zeros(5, dtype=torch.bool))
+
+
+def reference_phi(x, y, mask=None):
+    """kantorovich_1d's phi in the points-last layout of query_potentials_1d."""
+    return kantorovich_1d(x.mT, y.mT, None if mask is None else mask.squeeze(-2))[0].mT
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("numpy_sort", [True, False])
+@pytest.mark.parametrize("tied", [False, True])
+def test_query_potentials_equal_kantorovich_phi(dtype, masked, numpy_sort, tied):
+    shape = (3, 2, 5, 40)  # (B, H, L, n): points on the last dim
+    if tied:
+        x, y = (torch.randint(-3, 4, shape).to(dtype) for _ in range(2))
+    else:
+        x, y = (torch.randn(shape, dtype=dtype) for _ in range(2))
+    mask = None
+    if masked:  # per batch and token, shared by heads and slices; one problem keeps a single valid point
+        mask = torch.rand(3, 1, 1, 40) < 0.6
+        mask[0] = True
+        mask[1, ..., :] = False
+        mask[1, ..., 7] = True
+    phi = query_potentials_1d(x, y, mask, numpy_sort=numpy_sort)
+    assert phi.dtype == dtype and phi.shape == shape
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(phi, reference_phi(x, y, mask), rtol=0, atol=atol)
+    if masked:
+        assert (phi.masked_select(~mask.expand(shape)) == 0).all()
+
+
+def test_query_potentials_pick_torch_when_autograd_needs_it():
+    x = torch.randn(2, 4, 16, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 4, 16, dtype=torch.float64)
+    phi = query_potentials_1d(x, y)  # auto: torch's sort, differentiable
+    torch.testing.assert_close(phi, reference_phi(x, y))
+    phi.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="numpy_sort"):
+        query_potentials_1d(x, y, numpy_sort=True)
+    with torch.no_grad():  # no gradient needed: numpy's sort, same result
+        torch.testing.assert_close(query_potentials_1d(x, y), phi.detach())
+
+
+def test_query_potentials_bad_inputs():
+    with pytest.raises(ValueError, match="share a shape"):
+        query_potentials_1d(torch.randn(2, 5), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="mask"):
+        query_potentials_1d(torch.randn(2, 5), torch.randn(2, 5), torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no valid"):
+        query_potentials_1d(torch.randn(2, 5), torch.randn(2, 5), torch.zeros(5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_argsort_sorts_signed_zeros_ties_and_extremes(dtype):
+    info = torch.finfo(dtype)
+    special = torch.tensor(
+        [0.0, -0.0, info.max, -info.max, info.tiny, -info.tiny, 1e-45, -1e-45, 1.0, -1.0], dtype=dtype
+    )
+    x = torch.cat([special, torch.randn(200, dtype=dtype) * 1e3, torch.randint(-2, 3, (50,)).to(dtype)])
+    x = torch.stack([x[torch.randperm(len(x))] for _ in range(4)])
+    order = _numpy_argsort(x)
+    assert torch.equal(order.sort(dim=-1).values, torch.arange(x.shape[-1]).expand_as(order))  # permutations
+    assert torch.equal(x.gather(-1, order), x.sort(dim=-1).values)

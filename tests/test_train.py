@@ -43,6 +43,12 @@ def test_overrides_and_run_config():
     assert budget["trainer"]["max_epochs"] == 3, "per-variant overrides leave the task config alone"
     with pytest.raises(ValueError, match="not configured"):
         run_config(config, "asap", 0)
+    long = {**config, "variants": {"sinkhorn_t10": {"normaliser": "sinkhorn", "attention": {"n_iters": 10}}}}
+    teacher = run_config(long, "sinkhorn_t10", seed=0)
+    assert teacher["variant"] == "sinkhorn_t10" and teacher["normaliser"] == "sinkhorn"
+    assert teacher["attention_options"] == {"n_iters": 10} and run["normaliser"] == "sinkhorn"
+    with pytest.raises(ValueError, match="unknown keys"):
+        run_config({**config, "variants": {"x": {"normaliser": "sinkhorn", "n_iters": 10}}}, "x", 0)
     with pytest.raises(ValueError, match="key.path=value"):
         apply_overrides(config, ["optim.lr"])
     with pytest.raises(FileNotFoundError, match="no config"):

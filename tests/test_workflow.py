@@ -41,14 +41,15 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "profile, trains",
-    [("default", 9), ("paper", 72), ("mini", 3)],
+    "profile, trains, teachers",
+    [("default", 11, 5), ("paper", 96, 48), ("mini", 3, 1)],
 )
-def test_dry_run(profile, trains, tmp_path):
+def test_dry_run(profile, trains, teachers, tmp_path):
     result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = job_counts(result.stdout)
-    assert counts["train"] == trains and counts["report"] == 1 and counts["frozen_benchmark"] >= 1
+    assert counts["train"] == trains and counts["report"] == 1
+    assert counts["compile"] == counts["frontier"] == teachers, "every Sinkhorn teacher (T = 3 and T = 10)"
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -61,7 +62,7 @@ def test_slurm_profile_dry_run(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert job_counts(result.stdout)["train"] == 72
+    assert job_counts(result.stdout)["train"] == 96
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +81,23 @@ def test_mini_workflow_produces_every_output(mini_run):
     for variant in ("softmax", "sinkhorn", "sliced"):
         record = json.loads((results / f"train/listops/{variant}/seed0.json").read_text())
         assert record["variant"] == variant and record["provenance"]["git_commit"]
-    frozen = pd.read_csv(results / "bench/frozen/listops/seed0.csv")
-    assert {"asap", "teacher", "softmax"} <= set(frozen.variant)
-    downstream = pd.read_csv(results / "bench/downstream/listops/seed0.csv")
-    assert {"calibration", "iterations", "slices", "length"} <= set(downstream.experiment)
-    assert len(pd.read_csv(results / "compile/listops/seed0.csv")) == 2  # one layer, two heads
-    for name in ("accuracy", "training_cost", "frozen_layer"):
+    frontier = pd.read_csv(results / "bench/frontier/listops/sinkhorn/seed0.csv")
+    assert {"teacher", "sinkhorn_0it", "sinkhorn_1it", "asap", "asap_no_map"} <= set(frontier.variant)
+    point = json.loads((results / "compile/listops/sinkhorn/seed0.operating_point.json").read_text())
+    chosen = frontier[frontier.operating_point]
+    assert len(chosen) == 1 and chosen.slices.item() == point["operating_point"]["slices"]
+    assert chosen.directions.item() == point["operating_point"]["directions"]
+    assert len(point["candidates"]) == 2 * 5 and point["head_dim"] == 8, "L in {d/4 .. 4d} x {random, pca}"
+    speed = pd.read_csv(results / "bench/speed/inference.csv")
+    model_shape = speed[speed["shape"] == "listops/sinkhorn"]
+    assert set(model_shape.slices) == {point["operating_point"]["slices"]} and set(model_shape.head_dim) == {8}
+    downstream = pd.read_csv(results / "bench/downstream/listops/sinkhorn/seed0.csv")
+    assert {"calibration", "length"} <= set(downstream.experiment)
+    assert len(pd.read_csv(results / "compile/listops/sinkhorn/seed0.csv")) == 2  # one layer, two heads
+    for name in ("accuracy", "training_cost", "frozen_layer", "headline", "speed"):
         assert (figures / f"{name}.md").read_text().count("|") > 10
         assert "\\begin{table}" in (figures / f"{name}.tex").read_text()
-    for name in ("latency_vs_length", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve"):
+    for name in ("frontier", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve", "speed"):
         assert matplotlib.image.imread(figures / f"{name}.png").shape[0] > 100
         assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF")
 
@@ -105,13 +114,13 @@ def test_report_from_a_results_directory(mini_run, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(mini_run / "results/mini", results)
     written = build_report(results, tmp_path / "figures")
-    assert len(written) == 23 and all(path.exists() for path in written)
+    assert len(written) == 25 and all(path.exists() for path in written)
     cost = (tmp_path / "figures/workflow_cost.md").read_text()
-    assert all(rule in cost for rule in ("train", "compile", "frozen", "downstream", "speed", "all"))
+    assert all(rule in cost for rule in ("train", "compile", "frontier", "downstream", "speed", "all"))
     shutil.rmtree(results / "jobs")  # job records are optional: results from elsewhere may lack them
-    assert len(build_report(results, tmp_path / "figures")) == 21
+    assert len(build_report(results, tmp_path / "figures")) == 23
     provenance = json.loads((tmp_path / "figures/provenance.json").read_text())
     assert "train/listops/sinkhorn/seed0.json" in provenance["sources"]
-    shutil.rmtree(results / "bench/frozen")
-    with pytest.raises(FileNotFoundError, match="frozen"):
+    shutil.rmtree(results / "bench/frontier")
+    with pytest.raises(FileNotFoundError, match="frontier"):
         build_report(results, tmp_path / "figures")

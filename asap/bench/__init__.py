@@ -1,4 +1,4 @@
-"""Benchmarks: frozen-layer comparison against the teacher, downstream replacement, speed.
+"""Benchmarks: the accuracy-cost frontier of a frozen teacher, downstream replacement, speed.
 
 Exports load on first use, so that ``python -m asap.bench.speed`` (run once per memory case) imports torch and
 the operators only, not timm and the models.
@@ -10,13 +10,14 @@ from typing import Any
 _EXPORTS = {
     "Teacher": "asap.bench.teacher",
     "load_teacher": "asap.bench.teacher",
-    "accuracy": "asap.bench.frozen",
-    "frozen_layer_benchmark": "asap.bench.frozen",
-    "frozen_variants": "asap.bench.frozen",
+    "accuracy": "asap.bench.agreement",
+    "compare_predictions": "asap.bench.agreement",
+    "paired_bootstrap_interval": "asap.bench.agreement",
+    "predictions": "asap.bench.agreement",
+    "accuracy_cost_frontier": "asap.bench.frontier",
+    "frontier_points": "asap.bench.frontier",
     "calibration_curve": "asap.bench.downstream",
-    "iteration_sweep": "asap.bench.downstream",
     "length_generalisation": "asap.bench.downstream",
-    "slice_sweep": "asap.bench.downstream",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,8 +1,8 @@
 """Downstream replacement: how much of the teacher's accuracy ASAP keeps, and what it needs to keep it.
 
 Per trained teacher: accuracy recovered against the amount of calibration data and (for token tasks) against
-the sequence length with the map calibrated on short sequences only; accuracy against the number of Sinkhorn
-iterations (frozen teacher) and against the number of ASAP slices.
+the sequence length with the map calibrated on short sequences only. Accuracy against Sinkhorn iterations and
+ASAP slices is the frontier's (:mod:`asap.bench.frontier`), on the whole test split.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 import asap.compile as compiler
-from asap.bench.frozen import accuracy
-from asap.nn import with_normaliser
+from asap.bench.agreement import accuracy
 
 
 def calibration_curve(
@@ -81,49 +80,6 @@ def length_generalisation(
                 "teacher_accuracy": teacher_accuracy,
                 "asap_accuracy": student_accuracy,
                 "recovered": student_accuracy / teacher_accuracy if teacher_accuracy else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def iteration_sweep(
-    teacher: nn.Module,
-    test_loader: Iterable[tuple[Tensor, Tensor]],
-    iterations: Sequence[int] = (0, 1, 2, 3, 5, 10),
-    max_test_batches: int | None = None,
-) -> pd.DataFrame:
-    """Accuracy of the frozen teacher evaluated with other numbers of Sinkhorn iterations (0 = softmax)."""
-    rows = [
-        {
-            "knob": "sinkhorn_iterations",
-            "value": n_iters,
-            "accuracy": accuracy(with_normaliser(teacher, "sinkhorn", n_iters=n_iters), test_loader, max_test_batches),
-        }
-        for n_iters in iterations
-    ]
-    return pd.DataFrame(rows)
-
-
-def slice_sweep(
-    teacher: nn.Module,
-    calib_loader: Iterable[tuple[Tensor, Tensor]],
-    test_loader: Iterable[tuple[Tensor, Tensor]],
-    slices: Sequence[int] = (4, 16, 64),
-    max_test_batches: int | None = None,
-    **compile_options: Any,
-) -> pd.DataFrame:
-    """Accuracy and held-out R^2 of ASAP compiled with ``L`` slices per head."""
-    rows = []
-    for num_slices in slices:
-        student = compiler.compile(teacher, calib_loader, slices=num_slices, **compile_options)
-        report = compiler.calibration_report(student)
-        rows.append(
-            {
-                "knob": "asap_slices",
-                "value": num_slices,
-                "accuracy": accuracy(student, test_loader, max_test_batches),
-                "r2_mean": report["r2"].mean(),
-                "plan_error_mean": report["plan_error"].mean(),
             }
         )
     return pd.DataFrame(rows)

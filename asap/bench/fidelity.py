@@ -36,15 +36,17 @@ def capture_layer_inputs(
     return captured
 
 
-def _marginal_errors(weights: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Largest deviation of a valid row / column sum from 1."""
+def _valid_tokens(weights: Tensor, mask: Tensor | None) -> Tensor:
+    """``(B, 1|H, N)`` booleans of the real tokens (every token without a mask)."""
     if mask is None:
-        rows = cols = torch.ones(weights.shape[:-1], dtype=torch.bool, device=weights.device)
-    else:
-        valid = mask.squeeze(1).squeeze(1)  # (B, N) key padding
-        rows = cols = valid[:, None, :].expand(weights.shape[:-1])
-    row_error = ((weights.sum(-1) - 1).abs() * rows).amax()
-    col_error = ((weights.sum(-2) - 1).abs() * cols).amax()
+        return torch.ones(weights.shape[:-1], dtype=torch.bool, device=weights.device)
+    return mask.squeeze(-2)  # (B, 1, N) from a key-padding mask (B, 1, 1, N)
+
+
+def _marginal_errors(weights: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Largest deviation of a valid row / column sum from 1."""
+    row_error = ((weights.sum(-1) - 1).abs() * valid).amax()
+    col_error = ((weights.sum(-2) - 1).abs() * valid).amax()
     return row_error, col_error
 
 
@@ -53,7 +55,8 @@ def plan_fidelity(
     variant: nn.Module, teacher: nn.Module, inputs: dict[str, list[tuple[Tensor, Tensor | None]]]
 ) -> dict[str, float]:
     """Relative Frobenius error of the attention matrices vs the teacher (pooled over layers and batches) and
-    the worst row / column marginal error, with every layer fed the teacher's inputs."""
+    the worst row / column marginal error, with every layer fed the teacher's inputs. Only the rows of real
+    queries count: a padded query's row is never read (the teacher zeroes it, softmax does not)."""
     teacher_layers, variant_layers = attention_layers(teacher), attention_layers(variant)
     error = norm = 0.0
     row_error = col_error = 0.0
@@ -61,8 +64,10 @@ def plan_fidelity(
         for x, mask in batches:
             reference = teacher_layers[name].attention_weights(x, mask)
             weights = variant_layers[name].attention_weights(x, mask)
+            valid = _valid_tokens(weights, mask)
+            reference, weights = reference * valid.unsqueeze(-1), weights * valid.unsqueeze(-1)
             error += (weights - reference).square().sum().item()
             norm += reference.square().sum().item()
-            rows, cols = _marginal_errors(weights, mask)
+            rows, cols = _marginal_errors(weights, valid)
             row_error, col_error = max(row_error, rows.item()), max(col_error, cols.item())
     return {"plan_rel_error": (error / norm) ** 0.5, "row_marginal_error": row_error, "col_marginal_error": col_error}

@@ -4,9 +4,15 @@ Latency is measured side by side in one process (warm-up, repeated timing, media
 per case in a fresh subprocess: on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak
 resident set above its size before the call (torch keeps no allocator statistics on CPU).
 
-Methods (inference): fused softmax (SDPA), the Sinkhorn teacher (lean, in place) and a plain unrolled
-Sinkhorn (what the teacher is measured against), sliced transport (ESPFormer), ASAP with its dense
-reference path and with the fused two-pass path. Training: forward + backward of the same layer.
+Methods (inference): fused softmax (SDPA), the Sinkhorn teacher with ``T`` iterations (lean, in place: ``2T + 1``
+passes over the scores), 1-iteration Sinkhorn (3 passes: the cheapest truncation that is still doubly
+stochastic in part), a plain unrolled Sinkhorn (what the lean teacher is measured against), sliced transport
+(ESPFormer), ASAP with its dense reference path and with the fused two-pass path. Training: forward + backward
+of the same layer. Timings run on ``threads`` threads, recorded in every row.
+
+Besides the reference shape (``B = 2, H = 4, d = 64``), :func:`speed_sweep` runs at the compiled models' own
+shapes (``H``, ``d``, ``T`` and the operating point's ``L``), so that speed and accuracy come from the same
+configuration.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import torch
 from asap import ops
 from asap.bench.timing import random_qkv, timings_ms
 
-INFERENCE = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced", "asap_dense", "asap_fused")
+INFERENCE = ("softmax", "sinkhorn", "sinkhorn_1it", "sinkhorn_plain", "sliced", "asap_dense", "asap_fused")
+MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_1it", "asap_fused")  # at the compiled models' shapes
 STREAMING = ("softmax", "asap_fused")  # never hold an n x n tensor
 TRAINING = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced")
 
@@ -41,6 +48,7 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
     methods = {
         "softmax": lambda q, k, v: ops.softmax_attention(q, k, v),
         "sinkhorn": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), n_iters) @ v,
+        "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), 1) @ v,
         "sinkhorn_plain": lambda q, k, v: ops.sinkhorn_weights(q, k, n_iters) @ v,
         "sliced": lambda q, k, v: ops.sliced_weights(q, k, directions, 1e-2, 0.1) @ v,
         "asap_dense": lambda q, k, v: ops.c_transform_weights(q, k, asap_dual(q, k)) @ v,
@@ -109,7 +117,9 @@ def peak_memory_mb(name: str, seq_len: int, training: bool, **shape) -> float:
         command.append("--training")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        return float("nan")  # out of memory, or the method cannot run at this size
+        raise RuntimeError(
+            f"the peak-memory case {name} at n={seq_len} failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
+        )
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -125,10 +135,17 @@ def speed_sweep(
     training: bool = False,
     min_run_time: float = 0.5,
     device: str = "cpu",
+    threads: int = 1,
+    methods: Sequence[str] | None = None,
+    measure_memory: bool = True,
+    shape_label: str = "reference",
 ) -> pd.DataFrame:
-    """One row per (method, n): latency (median), peak memory, latency ratios to the teacher and to softmax, and
-    every timed repeat (``latency_runs_ms``, a list)."""
-    names = TRAINING if training else INFERENCE
+    """One row per (method, n): latency (median), peak memory (unless ``measure_memory`` is off: then empty),
+    latency ratios to the teacher and to softmax, the threads used, and every timed repeat
+    (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model)."""
+    names = methods or (TRAINING if training else INFERENCE)
+    if "softmax" not in names or "sinkhorn" not in names:
+        raise ValueError(f"the ratios need softmax and sinkhorn among the methods, got {names}")
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
     rows = []
     for seq_len in seq_lens:
@@ -140,19 +157,22 @@ def speed_sweep(
             if name not in STREAMING and seq_len > dense_max_len:
                 continue  # n x n tensors: out of reach at this length
             fn = method(name, n_iters, slices, head_dim, training)
-            runs[name] = timings_ms(partial(fn, q, k, v), min_run_time, grad=training)
+            runs[name] = timings_ms(partial(fn, q, k, v), min_run_time, grad=training, threads=threads)
             latency[name] = statistics.median(runs[name])
         for name, milliseconds in latency.items():
+            memory = peak_memory_mb(name, seq_len, training, **shape) if measure_memory else None
             rows.append(
                 {
                     "mode": "training" if training else "inference",
+                    "shape": shape_label,
                     "method": name,
                     "seq_len": seq_len,
                     "latency_ms": milliseconds,
-                    "peak_mem_mb": peak_memory_mb(name, seq_len, training, **shape),
+                    "peak_mem_mb": memory,
                     "speedup_vs_teacher": latency["sinkhorn"] / milliseconds if "sinkhorn" in latency else float("nan"),
                     "time_vs_softmax": milliseconds / latency["softmax"],
                     **shape,
+                    "timing_threads": threads,
                     "latency_runs_ms": runs[name],
                 }
             )

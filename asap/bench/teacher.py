@@ -35,7 +35,7 @@ def load_teacher(checkpoint: str | Path, data_dir: str | Path = "data", batch_si
     if run is None:
         raise ValueError(f"{checkpoint} holds no run config; retrain it with this version of asap")
     if module.variant != "sinkhorn":
-        raise ValueError(f"{checkpoint} is a {module.variant!r} run; ASAP compiles Sinkhorn teachers only")
+        raise ValueError(f"{checkpoint} is a {module.variant!r} model; ASAP compiles Sinkhorn teachers only")
     data = dict(run.get("data", {}))
     if batch_size is not None:
         data["batch_size"] = batch_size

@@ -7,7 +7,19 @@ is :func:`asap.compile.compiler.compile`.
 import sys
 import types
 
-from asap.compile.compiler import calibration_report, compile, without_dual_map
+from asap.compile.compiler import (
+    DIRECTIONS,
+    OPERATING_POINT_RULE,
+    OperatingPoint,
+    calibration_report,
+    choose_operating_point,
+    compile,
+    compile_candidates,
+    select_operating_point,
+    slice_candidates,
+    with_two_sided,
+    without_dual_map,
+)
 from asap.compile.io import load_compiled, read_compiled, save_compiled
 
 
@@ -18,4 +30,19 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["calibration_report", "compile", "load_compiled", "read_compiled", "save_compiled", "without_dual_map"]
+__all__ = [
+    "DIRECTIONS",
+    "OPERATING_POINT_RULE",
+    "OperatingPoint",
+    "calibration_report",
+    "choose_operating_point",
+    "compile",
+    "compile_candidates",
+    "load_compiled",
+    "read_compiled",
+    "save_compiled",
+    "select_operating_point",
+    "slice_candidates",
+    "with_two_sided",
+    "without_dual_map",
+]

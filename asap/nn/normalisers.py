@@ -31,6 +31,8 @@ def token_mask(mask: Tensor | None) -> Tensor | None:
     """Valid tokens ``(..., N)`` of a padding mask; rejects masks that are not pure padding."""
     if mask is None:
         return None
+    if mask.dtype == torch.bool and mask.ndim >= 2 and mask.shape[-2] == 1:
+        return mask[..., 0, :]  # a key-padding mask (..., 1, N) pads the matching queries: valid by construction
     pairs = pair_mask(mask)
     tokens = pairs.any(dim=-1)
     if not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from asap.ops.entropic import attention_from_potentials, entropic_c_transform, sinkhorn
-from asap.ops.kantorovich import kantorovich_1d
+from asap.ops.kantorovich import query_potentials_1d
 from asap.ops.sliced import sliced_transport_plan
-from asap.ops.slicing import project
 
 
 def attention_scores(q: Tensor, k: Tensor) -> Tensor:
@@ -59,14 +58,33 @@ def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: T
     the first-order dual when it is flat (``f_i ~ const - q_i . mean(k) / sqrt(d)`` for small scores, recovered
     exactly by summing over ``L = d`` orthonormal slices). The learned map interpolates between the two. Both
     have zero mean over each problem's valid queries (the dual's gauge); padded queries get 0.
+
+    ``token_mask`` is ``(..., n)`` (e.g. ``(B, 1|H, n)``). This is ASAP's inference hot path: it projects
+    straight into a slices-first ``(..., L, n)`` layout so that each 1-D problem sorts along a contiguous dim
+    (:func:`asap.ops.kantorovich.query_potentials_1d`), and returns a transposed view of it. The result equals
+    ``kantorovich_1d(project(q), project(k), token_mask)[0]`` and the mean-field term up to float rounding.
+    q and k are not checked for finiteness here (``asap.nn.Attention`` checks its input).
     """
-    x, y = project(q, directions), project(k, directions)
-    phi, _ = kantorovich_1d(x, y, token_mask)
-    weights = torch.ones_like(x[..., :1]) if token_mask is None else token_mask.unsqueeze(-1).to(x.dtype)
-    count = weights.sum(dim=-2, keepdim=True)
-    mean_field = x * ((y * weights).sum(dim=-2, keepdim=True) / count)
-    mean_field = (mean_field - (mean_field * weights).sum(dim=-2, keepdim=True) / count) * weights
-    return torch.cat([phi, mean_field], dim=-1)
+    if q.shape != k.shape or directions.shape[-2] != q.shape[-1]:
+        raise ValueError(
+            f"q and k must share a shape (..., n, d) matching directions (.., d, L), got {tuple(q.shape)}, "
+            f"{tuple(k.shape)} and {tuple(directions.shape)}"
+        )
+    scale = q.shape[-1] ** -0.25  # as in asap.ops.project, transposed: (..., L, n)
+    equation = "...hnd,hdl->...hln" if directions.ndim == 3 else "...nd,dl->...ln"
+    directions = directions.to(q.dtype) * scale
+    x, y = torch.einsum(equation, q, directions), torch.einsum(equation, k, directions)
+    mask = None if token_mask is None else token_mask.unsqueeze(-2)  # (..., 1, n): same tokens for every slice
+    phi = query_potentials_1d(x, y, mask)
+    if mask is None:
+        mean_field = x * y.mean(dim=-1, keepdim=True)
+        mean_field = mean_field - mean_field.mean(dim=-1, keepdim=True)
+    else:
+        weights = mask.to(x.dtype)
+        count = weights.sum(dim=-1, keepdim=True)
+        mean_field = x * ((y * weights).sum(dim=-1, keepdim=True) / count)
+        mean_field = (mean_field - (mean_field * weights).sum(dim=-1, keepdim=True) / count) * weights
+    return torch.cat([phi, mean_field], dim=-2).mT
 
 
 def c_transform_weights(q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool = True) -> Tensor:

@@ -15,6 +15,7 @@ equal potentials, so the potentials are functions of the values, whatever order 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,3 +68,84 @@ def kantorovich_1d(x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Te
     weights = valid.to(x.dtype)
     shift = (phi * weights).sum(dim=-2, keepdim=True) / weights.sum(dim=-2, keepdim=True)
     return (phi - shift) * weights, (psi + shift) * weights
+
+
+def query_potentials_1d(x: Tensor, y: Tensor, mask: Tensor | None = None, numpy_sort: bool | None = None) -> Tensor:
+    """The source potential ``phi`` of :func:`kantorovich_1d` alone, with the points on the *last* dim.
+
+    Computes exactly what ``kantorovich_1d(x.mT, y.mT, mask)[0].mT`` computes (same gauge: zero mean over the
+    valid points, 0 on padded points; same padding: padded points become copies of the largest valid value, so
+    they sort last and add zero increments), up to float rounding. It exists for ASAP's per-query features,
+    the inference hot path: one sort per problem along the contiguous last dim, no ``psi`` (ASAP never uses
+    it, and it costs a second scatter), and no finiteness checks (inputs are checked at the module boundary).
+    Only the sorted *values* of ``y`` are needed, and the order of ``x`` only to scatter ``phi`` back.
+
+    Args:
+        x: source points ``(..., n)``; every leading index is its own problem.
+        y: target points ``(..., n)``, same shape as ``x``.
+        mask: optional boolean, broadcastable to ``x.shape``, marking the valid points of both x and y.
+        numpy_sort: sort with numpy (True) or torch (False); ``None`` picks numpy where it can (CPU, float32/64,
+            no gradient needed through x or y). torch's CPU sort is much slower than numpy's for these shapes:
+            for a ``(64, 1024)`` float32 tensor, single-threaded, ``torch.sort`` takes ~3.8 ms where
+            ``np.sort`` takes ~0.3 ms and ``np.argsort`` ~1.2-1.8 ms. Elsewhere, or when autograd must flow, torch.
+
+    Returns:
+        ``phi (..., n)`` in ``x``'s dtype.
+    """
+    if x.shape != y.shape or x.ndim < 1:
+        raise ValueError(f"x and y must share a shape (..., n), got {tuple(x.shape)} and {tuple(y.shape)}")
+    numpy_ok = (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
+    )
+    if numpy_sort is None:
+        numpy_sort = numpy_ok
+    elif numpy_sort and not numpy_ok:
+        raise ValueError("numpy_sort needs CPU float32/float64 inputs and no gradient through them")
+    weights = None
+    if mask is not None:
+        try:
+            broadcasts = torch.broadcast_shapes(mask.shape, x.shape) == x.shape
+        except RuntimeError:
+            broadcasts = False
+        if mask.dtype != torch.bool or not broadcasts:
+            raise ValueError(f"mask must be boolean and broadcast to {tuple(x.shape)}")
+        if not mask.any(dim=-1).all():  # on the unexpanded mask: cheap
+            raise ValueError("mask leaves a problem with no valid point")
+        # Padded points become copies of the largest valid value: they sort last and add zero increments.
+        x = torch.where(mask, x, x.masked_fill(~mask, -torch.inf).amax(dim=-1, keepdim=True))
+        y = torch.where(mask, y, y.masked_fill(~mask, -torch.inf).amax(dim=-1, keepdim=True))
+        weights = mask.to(x.dtype)
+
+    if numpy_sort:
+        x_order = _numpy_argsort(x.detach().contiguous())  # any order of ties: tied values get equal potentials
+        xs = x.gather(-1, x_order)
+        ys = torch.from_numpy(np.sort(y.detach().contiguous().numpy(), axis=-1))
+    else:
+        xs, x_order = x.sort(dim=-1)
+        ys = y.sort(dim=-1).values
+    increments = ys[..., :-1] * xs.diff(dim=-1)
+    neg_u = torch.cat([torch.zeros_like(xs[..., :1]), increments.cumsum(dim=-1).neg_()], dim=-1)
+    phi = torch.empty_like(xs).scatter_(-1, x_order, neg_u)
+    if weights is None:
+        return phi - phi.mean(dim=-1, keepdim=True)
+    weights = weights.expand_as(phi)
+    shift = (phi * weights).sum(dim=-1, keepdim=True) / weights.sum(dim=-1, keepdim=True)
+    return (phi - shift) * weights
+
+
+def _numpy_argsort(x: Tensor) -> Tensor:
+    """Indices sorting the contiguous CPU float tensor ``x`` along its last dim, by numpy (not stable).
+
+    float32: one ``np.sort`` of int64 keys ``(order-preserving integer image of x) << 32 | index``, whose low
+    32 bits are then the order; numpy sorts int64 values ~2.5x faster than it argsorts float32 (single-threaded,
+    ``(256, 1024)``: ~2 ms vs ~5 ms; the packing included, ~4.4 vs ~5.9 ms). ``-0.0`` sorts before ``0.0``,
+    which is harmless here (equal values, zero increment). float64: ``np.argsort``.
+    """
+    if x.dtype != torch.float32:
+        return torch.from_numpy(np.argsort(x.numpy(), axis=-1))
+    bits = x.view(torch.int32)
+    key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)  # negative floats: flip all but the sign bit
+    packed = (key << 32) | torch.arange(x.shape[-1], dtype=torch.int64)
+    return torch.from_numpy(np.sort(packed.numpy(), axis=-1)) & 0xFFFFFFFF

@@ -25,8 +25,9 @@ def train_runs(results: str | Path) -> pd.DataFrame:
 
 
 def bench_tables(results: str | Path, kind: str) -> pd.DataFrame:
-    """All ``bench/<kind>/<task>/seed<k>.csv`` tables of one kind (``frozen``, ``downstream``), concatenated."""
-    paths = sorted(Path(results).glob(f"bench/{kind}/*/seed*.csv"))
+    """All ``bench/<kind>/<task>/<teacher>/seed<k>.csv`` tables of one kind (``frontier``, ``downstream``),
+    concatenated."""
+    paths = sorted(Path(results).glob(f"bench/{kind}/*/*/seed*.csv"))
     if not paths:
         raise FileNotFoundError(f"no {kind} benchmark tables under {results}/bench/{kind}")
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
@@ -54,7 +55,7 @@ def job_costs(results: str | Path) -> pd.DataFrame:
 
 
 def calibration_reports(results: str | Path) -> pd.DataFrame:
-    paths = sorted(Path(results).glob("compile/*/seed*.csv"))
+    paths = sorted(Path(results).glob("compile/*/*/seed*.csv"))
     if not paths:
         raise FileNotFoundError(f"no calibration reports under {results}/compile")
     return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
@@ -65,8 +66,3 @@ def speed_table(results: str | Path, mode: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no {mode} speed table at {path}")
     return pd.read_csv(path)
-
-
-def latency_lengths(frozen: pd.DataFrame) -> list[int]:
-    """The sequence lengths of a frozen-layer table's ``latency_ms_n<N>`` columns, ascending."""
-    return sorted(int(c.removeprefix("latency_ms_n")) for c in frozen if c.removeprefix("latency_ms_n").isdigit())

@@ -10,16 +10,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from asap.report.collect import latency_lengths  # noqa: E402
-
-VARIANT_STYLE = {
-    "teacher": dict(color="C0", marker="o"),
-    "asap": dict(color="C3", marker="s"),
-    "asap_one_sided": dict(color="C1", marker="^"),
-    "asap_no_map": dict(color="C7", marker="x"),
-    "softmax": dict(color="C2", marker="D"),
-}
-
 
 def save(figure: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -36,39 +26,86 @@ def _panels(count: int, width: float = 3.6, height: float = 3.0):
     return figure, axes[0]
 
 
-def latency_vs_length(frozen: pd.DataFrame, stem: Path) -> list[Path]:
-    """Per task, one attention layer's latency against sequence length for each variant (log-log)."""
-    lengths = latency_lengths(frozen)
-    tasks = list(dict.fromkeys(frozen.task))
-    figure, axes = _panels(len(tasks))
-    for axis, task in zip(axes, tasks, strict=True):
-        for _, row in frozen[frozen.task == task].drop_duplicates("variant").iterrows():
-            style = VARIANT_STYLE.get(row.variant, {})
-            axis.plot(lengths, [row[f"latency_ms_n{n}"] for n in lengths], label=row.variant, **style)
-        axis.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="latency per layer (ms)", title=task)
+FAMILY_STYLE = {
+    ("truncated", None): dict(color="C0", marker="o", label="truncated Sinkhorn (k = 0 .. T)"),
+    ("asap", "random"): dict(color="C3", marker="s", label="ASAP, random directions"),
+    ("asap", "pca"): dict(color="C1", marker="^", label="ASAP, PCA directions"),
+}
+
+
+def _frontier_panel(axis, rows: pd.DataFrame, latency: str) -> None:
+    truncated = rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
+    style = FAMILY_STYLE[("truncated", None)]
+    axis.plot(truncated[latency], 100 * truncated.agreement, **style)
+    for k, x, y in zip(truncated.iterations, truncated[latency], 100 * truncated.agreement, strict=True):
+        axis.annotate(f"{int(k)}", (x, y), textcoords="offset points", xytext=(3, -9), fontsize=6, color="C0")
+    for kind in ("random", "pca"):
+        for two_sided, linestyle in ((True, "-"), (False, ":")):
+            line = rows[(rows.family == "asap") & (rows.directions == kind) & (rows.two_sided == two_sided)]
+            style = dict(FAMILY_STYLE[("asap", kind)])
+            if not two_sided:
+                style["label"] = style["label"] + ", one-sided"
+                style["alpha"] = 0.6
+            axis.plot(
+                line.sort_values("slices")[latency],
+                100 * line.sort_values("slices").agreement,
+                linestyle=linestyle,
+                **style,
+            )
+    teacher = rows[rows.family == "teacher"]
+    axis.scatter(teacher[latency], 100 * teacher.agreement, marker="*", s=160, color="k", zorder=5, label="teacher")
+    point = rows[rows.operating_point.astype(bool)]
+    axis.scatter(
+        point[latency],
+        100 * point.agreement,
+        s=180,
+        facecolors="none",
+        edgecolors="k",
+        linewidths=1.5,
+        zorder=6,
+        label="ASAP operating point",
+    )
+    no_map = rows[rows.family == "asap_no_map"]
+    axis.scatter(no_map[latency], 100 * no_map.agreement, marker="x", color="C7", label="ASAP without map")
+
+
+def frontier(frontier_table: pd.DataFrame, stem: Path, latency_n: str) -> list[Path]:
+    """Per teacher: agreement with the teacher's predictions against per-layer latency at ``n = latency_n``,
+    one line per family (truncated Sinkhorn by iterations, ASAP by slices per direction kind and side)."""
+    keys = list(dict.fromkeys(zip(frontier_table.task, frontier_table.teacher, strict=True)))
+    figure, axes = _panels(len(keys), width=4.2, height=3.6)
+    latency = f"latency_ms_n{latency_n}"
+    for axis, (task, teacher) in zip(axes, keys, strict=True):
+        rows = frontier_table[(frontier_table.task == task) & (frontier_table.teacher == teacher)]
+        _frontier_panel(axis, rows, latency)
+        iterations = int(rows.teacher_iterations.iloc[0])
+        axis.set(
+            xscale="log",
+            xlabel=f"per-layer latency at n={latency_n} (ms, 1 thread)",
+            ylabel="agreement with teacher (%)",
+            title=f"{task}, teacher T={iterations}",
+        )
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize="small")
+    axes[0].legend(fontsize="x-small", loc="lower right")
     return save(figure, stem)
 
 
-def sweeps(downstream: pd.DataFrame, stem: Path) -> list[Path]:
-    """Accuracy against the number of Sinkhorn iterations (frozen teacher) and against ASAP's slices."""
+def sweeps(frontier_table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Accuracy of each frozen teacher against Sinkhorn iterations at inference (0 = softmax, T = the teacher),
+    and of ASAP (two-sided, random directions) against its slices per head."""
     figure, axes = _panels(2)
-    for axis, knob, label in zip(
-        axes,
-        ["sinkhorn_iterations", "asap_slices"],
-        ["Sinkhorn iterations at inference (0 = softmax)", "ASAP slices per head L"],
-        strict=True,
-    ):
-        data = downstream[downstream.knob == knob]
-        for task, group in data.groupby("task"):
-            curve = group.groupby("value")["accuracy"].mean()
-            axis.plot(curve.index, 100 * curve.values, marker="o", label=task)
-        axis.set(xlabel=label, ylabel="test accuracy (%)")
-        if knob == "asap_slices":
-            axis.set_xscale("log", base=2)
+    for (task, teacher), rows in frontier_table.groupby(["task", "teacher"], sort=False):
+        label = f"{task} ({teacher})"
+        truncated = rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
+        axes[0].plot(truncated.iterations, 100 * truncated.accuracy, marker="o", label=label)
+        asap = rows[(rows.family == "asap") & (rows.directions == "random") & rows.two_sided.astype(bool)]
+        asap = asap.sort_values("slices")
+        axes[1].plot(asap.slices, 100 * asap.accuracy, marker="s", label=label)
+    axes[0].set(xlabel="Sinkhorn iterations at inference (0 = softmax)", ylabel="test accuracy (%)")
+    axes[1].set(xlabel="ASAP slices per head L", ylabel="test accuracy (%)", xscale="log")
+    for axis in axes:
         axis.grid(True, alpha=0.3)
-    axes[0].legend(fontsize="small")
+    axes[0].legend(fontsize="x-small")
     return save(figure, stem)
 
 
@@ -125,6 +162,8 @@ def calibration_curve(downstream: pd.DataFrame, stem: Path) -> list[Path]:
 def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[Path]:
     """One attention layer: inference latency and peak memory against n, and the training step per method."""
     figure, axes = _panels(3, width=3.8)
+    inference = inference[inference["shape"] == "reference"]
+    training = training[training["shape"] == "reference"]
     for method, group in inference.groupby("method", sort=False):
         axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)
         axes[1].plot(group.seq_len, group.peak_mem_mb.clip(lower=1e-1), marker="o", label=method)

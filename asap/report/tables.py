@@ -32,22 +32,6 @@ def training_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().set_index("task")
 
 
-def frozen_table(frozen: pd.DataFrame, seq_len: int = 1024) -> pd.DataFrame:
-    """Per task and variant: accuracy (%), its ratio to the teacher, plan error, and latency ratios at ``seq_len``."""
-    columns = {
-        "accuracy": "acc %",
-        "accuracy_vs_teacher": "acc / teacher",
-        "plan_rel_error": "plan rel. err.",
-        "col_marginal_error": "col. marg. err.",
-        f"speedup_vs_teacher_n{seq_len}": f"speed-up vs teacher (n={seq_len})",
-        f"time_vs_softmax_n{seq_len}": f"time / softmax (n={seq_len})",
-        "throughput_vs_teacher": "throughput / teacher",
-    }
-    table = frozen.groupby(["task", "variant"], sort=False)[list(columns)].mean()
-    table["accuracy"] *= 100
-    return table.rename(columns=columns).round(3).reset_index().set_index("task")
-
-
 def workflow_cost_table(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per workflow rule: jobs, total and longest wall time (min), largest peak memory (MB); a total row last."""
     table = jobs.groupby("rule", sort=False).agg(
@@ -68,7 +52,9 @@ def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path
 
 
 def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
-    """Per mode, method and n: latency (ms), ratios to the teacher and to softmax, peak memory (MB)."""
-    columns = ["latency_ms", "speedup_vs_teacher", "time_vs_softmax", "peak_mem_mb"]
+    """Per mode, shape (the reference, or a compiled model's own H, d, T, L), method and n: latency (ms), ratios to
+    the teacher and to softmax, peak memory (MB), and the threads the timing used."""
+    columns = ["heads", "head_dim", "n_iters", "slices", "latency_ms", "speedup_vs_teacher", "time_vs_softmax"]
+    columns += ["peak_mem_mb", "timing_threads"]
     table = pd.concat([inference, training], ignore_index=True)
-    return table.set_index(["mode", "method", "seq_len"])[columns].round(2)
+    return table.set_index(["mode", "shape", "method", "seq_len"])[columns].round(2)

@@ -58,19 +58,34 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
-    """The resolved config of one training run.
+VARIANT_KEYS = {"normaliser", "attention", "set"}
 
-    A ``variants`` entry is either the variant's attention options, or ``{attention: {...}, set: [...]}`` whose
-    dotted overrides apply to this variant only (e.g. a smaller training budget for a method that cannot fit
-    the CPU profile's time otherwise); the resolved values are what the run records.
+
+def variant_entry(task_config: dict[str, Any], variant: str) -> tuple[str, dict[str, Any], list[str]]:
+    """``(normaliser, attention options, overrides)`` of one variant of a task config.
+
+    A ``variants`` entry is either the variant's attention options (the variant's name is then the normaliser's),
+    or ``{normaliser: ..., attention: {...}, set: [...]}``: the normaliser by name (e.g. variant ``sinkhorn_t10``
+    with ``normaliser: sinkhorn`` and ``attention: {n_iters: 10}``), and dotted overrides that apply to this
+    variant only.
     """
     variants = task_config.get("variants", {})
     if variant not in variants:
         raise ValueError(f"variant {variant!r} is not configured for task {task_config['task']!r}: {sorted(variants)}")
     entry = variants[variant] or {}
-    options, overrides = (entry.get("attention") or {}, entry.get("set", [])) if "attention" in entry else (entry, [])
+    if not VARIANT_KEYS & set(entry):
+        return variant, dict(entry), []
+    unknown = set(entry) - VARIANT_KEYS
+    if unknown:
+        raise ValueError(f"variant {variant!r} has unknown keys {sorted(unknown)}; valid: {sorted(VARIANT_KEYS)}")
+    return entry.get("normaliser", variant), dict(entry.get("attention") or {}), list(entry.get("set", []))
+
+
+def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
+    """The resolved config of one training run (see :func:`variant_entry`); the resolved values are what the
+    run records."""
+    normaliser, options, overrides = variant_entry(task_config, variant)
     config = {key: copy.deepcopy(value) for key, value in task_config.items() if key != "variants"}
     config = apply_overrides(config, overrides)
-    config.update(variant=variant, seed=seed, attention_options=copy.deepcopy(options))
+    config.update(variant=variant, normaliser=normaliser, seed=seed, attention_options=copy.deepcopy(options))
     return config

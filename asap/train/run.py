@@ -26,7 +26,9 @@ def model_arguments(config: dict[str, Any], datamodule: L.LightningDataModule) -
     else:
         arguments.update(vocab_size=datamodule.vocab_size, max_len=datamodule.max_len)
     arguments.update(
-        num_classes=datamodule.num_classes, attention=config["variant"], attention_options=config["attention_options"]
+        num_classes=datamodule.num_classes,
+        attention=config.get("normaliser", config["variant"]),
+        attention_options=config["attention_options"],
     )
     return arguments
 

@@ -1,0 +1,203 @@
+"""The accuracy-cost frontier: a trained Sinkhorn teacher against everything that could replace it frozen.
+
+For one teacher (``T`` iterations), every point shares the teacher's weights and is scored on the whole test
+split in one process:
+
+- ``teacher``: the teacher itself (``2T + 1`` passes over the scores);
+- ``truncated``: Sinkhorn with ``k = 0 .. T-1`` iterations (``k = 0`` is a row softmax of the teacher's scores,
+  timed as fused softmax, which computes the same attention);
+- ``asap``: ASAP two-sided and one-sided at every candidate ``L`` (:func:`asap.compile.slice_candidates`) with
+  random and with principal (PCA) directions, all calibrated on the same calibration batches; and ASAP with its
+  map removed (``f = 0``) at the operating point.
+
+Per point: accuracy, agreement with the teacher's predictions, mean KL(teacher || point), a paired-bootstrap
+95% interval of the accuracy difference to the teacher (:mod:`asap.bench.agreement`), relative plan error and
+worst column-marginal error on the teacher's own layer inputs (:mod:`asap.bench.fidelity`), per-layer latency
+(one attention normaliser, the model's heads and head dim, at the model's ``n`` and at fixed ``n``), and
+end-to-end throughput. Latencies are measured side by side in this process with the stated thread count.
+The operating point comes from the compile step (chosen on held-out *calibration* batches), never from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from asap.bench.agreement import compare_predictions, predictions
+from asap.bench.fidelity import capture_layer_inputs, plan_fidelity
+from asap.bench.timing import median_ms, random_qkv
+from asap.compile.compiler import (
+    DIRECTIONS,
+    OperatingPoint,
+    compile_candidates,
+    slice_candidates,
+    with_two_sided,
+    without_dual_map,
+)
+from asap.nn import attention_layers, with_normaliser
+from asap.nn.normalisers import Normaliser, Sinkhorn
+
+
+@dataclass
+class FrontierPoint:
+    """One model on the frontier and what it is: ``family`` (teacher, truncated, asap, asap_no_map), the cost
+    knob (``iterations`` or ``slices``), ASAP's directions and side, and whether it is the operating point."""
+
+    name: str
+    family: str
+    model: nn.Module
+    iterations: int | None = None
+    slices: int | None = None
+    directions: str | None = None
+    two_sided: bool | None = None
+    operating_point: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def teacher_iterations(teacher: nn.Module) -> int:
+    """The teacher's ``T`` (every attention layer must be Sinkhorn with the same ``n_iters``)."""
+    iterations = {
+        layer.normaliser.n_iters
+        for layer in attention_layers(teacher).values()
+        if isinstance(layer.normaliser, Sinkhorn)
+    }
+    if len(iterations) != 1:
+        raise ValueError(f"the teacher must be a Sinkhorn model with one n_iters, found {sorted(iterations)}")
+    return iterations.pop()
+
+
+def frontier_points(
+    teacher: nn.Module,
+    calib_loader: Iterable[tuple[Tensor, Tensor]],
+    operating_point: OperatingPoint,
+    slices: Sequence[int] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
+    **calibration: Any,
+) -> list[FrontierPoint]:
+    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.compile_candidates`."""
+    n_iters = teacher_iterations(teacher)
+    head_dim = next(iter(attention_layers(teacher).values())).head_dim
+    slices = sorted(slices or slice_candidates(head_dim))
+    if operating_point.slices not in slices or operating_point.directions not in directions:
+        raise ValueError(f"the operating point {operating_point} is not among the candidates {slices} x {directions}")
+    candidates = [OperatingPoint(count, kind, True) for count in slices for kind in directions]
+    compiled = compile_candidates(teacher, calib_loader, candidates, **calibration)
+
+    points = [FrontierPoint("teacher", "teacher", teacher, iterations=n_iters)]
+    for k in range(n_iters):
+        model = with_normaliser(teacher, "softmax") if k == 0 else with_normaliser(teacher, "sinkhorn", n_iters=k)
+        points.append(FrontierPoint(f"sinkhorn_{k}it", "truncated", model, iterations=k))
+    for point, model in compiled.items():
+        for two_sided in (True, False):
+            side = OperatingPoint(point.slices, point.directions, two_sided)
+            chosen = side == operating_point
+            points.append(
+                FrontierPoint(
+                    "asap" if chosen else f"asap_{side.name}",
+                    "asap",
+                    model if two_sided else with_two_sided(model, False),
+                    slices=point.slices,
+                    directions=point.directions,
+                    two_sided=two_sided,
+                    operating_point=chosen,
+                )
+            )
+    at_point = compiled[OperatingPoint(operating_point.slices, operating_point.directions, True)]
+    ablated = without_dual_map(with_two_sided(at_point, operating_point.two_sided))
+    points.append(
+        FrontierPoint(
+            "asap_no_map",
+            "asap_no_map",
+            ablated,
+            slices=operating_point.slices,
+            directions=operating_point.directions,
+            two_sided=operating_point.two_sided,
+        )
+    )
+    return points
+
+
+def first_normaliser(model: nn.Module) -> Normaliser:
+    return next(iter(attention_layers(model).values())).normaliser
+
+
+def layer_latency_ms(
+    model: nn.Module, seq_len: int, batch: int, min_run_time: float, threads: int, seed: int = 0
+) -> float:
+    """Median latency of one attention normaliser of ``model`` on random ``q, k, v`` of the model's heads and
+    head dim (inference, no mask)."""
+    layer = next(iter(attention_layers(model).values()))
+    device = layer.qkv.weight.device
+    q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, device, seed)
+    return median_ms(partial(layer.normaliser, q, k, v), min_run_time, threads=threads)
+
+
+@torch.no_grad()
+def accuracy_cost_frontier(
+    teacher: nn.Module,
+    calib_loader: Iterable[tuple[Tensor, Tensor]],
+    test_loader: Iterable[tuple[Tensor, Tensor]],
+    operating_point: OperatingPoint,
+    seq_len: int,
+    seq_lens: Sequence[int] = (1024,),
+    latency_batch: int = 1,
+    fidelity_batches: int = 2,
+    min_run_time: float = 0.3,
+    threads: int = 1,
+    max_test_batches: int | None = None,
+    bootstrap_resamples: int = 2000,
+    slices: Sequence[int] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
+    **calibration: Any,
+) -> pd.DataFrame:
+    """One row per frontier point (see the module docstring); ``seq_len`` is the model's own ``n``."""
+    teacher = teacher.eval()
+    points = frontier_points(teacher, calib_loader, operating_point, slices, directions, **calibration)
+    teacher_logits, labels = predictions(teacher, test_loader, max_test_batches)
+    layer_inputs = capture_layer_inputs(teacher, test_loader, fidelity_batches)
+    test_batch = next(iter(test_loader))[0].to(next(teacher.parameters()).device)
+    lengths = {"model": seq_len, **{str(n): n for n in seq_lens}}
+
+    rows = []
+    for index, point in enumerate(points):
+        logits, _ = predictions(point.model, test_loader, max_test_batches)
+        row: dict[str, Any] = {
+            "variant": point.name,
+            "family": point.family,
+            "iterations": point.iterations,
+            "slices": point.slices,
+            "directions": point.directions,
+            "two_sided": point.two_sided,
+            "operating_point": point.operating_point,
+            "teacher_iterations": points[0].iterations,
+            "seq_len": seq_len,
+            "test_samples": len(labels),
+        }
+        row.update(compare_predictions(logits, teacher_logits, labels, bootstrap_resamples))
+        row.update(plan_fidelity(point.model, teacher, layer_inputs))
+        for key, n in lengths.items():
+            row[f"latency_ms_n{key}"] = layer_latency_ms(point.model, n, latency_batch, min_run_time, threads)
+        batch_ms = median_ms(partial(point.model, test_batch), min_run_time, threads=threads)
+        row["throughput_samples_per_s"] = len(test_batch) / batch_ms * 1e3
+        row.update(latency_batch=latency_batch, timing_threads=threads)
+        rows.append(row)
+        print(
+            f"[{index + 1}/{len(points)}] {point.name}: agreement {row['agreement']:.4f}, "
+            f"latency n={seq_len} {row['latency_ms_nmodel']:.3f} ms",
+            flush=True,
+        )
+    table = pd.DataFrame(rows)
+    teacher_row = table[table.family == "teacher"].iloc[0]
+    softmax_row = table[(table.family == "truncated") & (table.iterations == 0)].iloc[0]
+    for key in lengths:
+        column = f"latency_ms_n{key}"
+        table[f"speedup_vs_teacher_n{key}"] = teacher_row[column] / table[column]
+        table[f"time_vs_softmax_n{key}"] = table[column] / softmax_row[column]
+    table["throughput_vs_teacher"] = table["throughput_samples_per_s"] / teacher_row["throughput_samples_per_s"]
+    return table

@@ -1,0 +1,129 @@
+"""What the frontier tables say: each teacher's sensitivity, its operating point, and the headline comparison.
+
+Definitions (stated once, used by every table and the README):
+
+- a teacher is **sensitive** when swapping its attention for a row softmax (truncated Sinkhorn with ``k = 0``)
+  changes at least :data:`SENSITIVITY_THRESHOLD` of its test predictions; on an insensitive teacher any
+  replacement "matches" and the comparison says nothing;
+- ASAP **matches** the teacher when the paired-bootstrap 95% interval of the accuracy difference contains 0;
+- the **truncation of equal accuracy** is the fewest Sinkhorn iterations ``k`` whose agreement with the teacher
+  is at least ASAP's (the teacher itself, ``k = T``, when no truncation reaches it);
+- the paper's claim (:data:`PAPER_SPEEDUP` times faster than the teacher at matching accuracy) is **reproduced**
+  for a (sensitive) teacher when ASAP matches it and its per-layer speed-up at the longest fixed ``n`` timed
+  (1024 in the default profile) reaches the claim.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SENSITIVITY_THRESHOLD = 0.02
+PAPER_SPEEDUP = 5.3
+
+
+def fixed_length(frontier: pd.DataFrame) -> str:
+    """The longest fixed ``n`` at which the frontier timed every layer (``latency_ms_n<N>`` columns)."""
+    lengths = [int(c.removeprefix("latency_ms_n")) for c in frontier if c.removeprefix("latency_ms_n").isdigit()]
+    if not lengths:
+        raise ValueError("the frontier table has no latency at a fixed n")
+    return str(max(lengths))
+
+
+def _interval(low: float, high: float) -> str:
+    """A bootstrap interval of an accuracy difference, in points: ``[-0.4, +0.3]``."""
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def teachers(frontier: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(frontier.task, frontier.teacher, strict=True)))
+
+
+def _rows(frontier: pd.DataFrame, task: str, teacher: str) -> pd.DataFrame:
+    """One teacher's frontier, one row per variant (numbers averaged over seeds), indexed by variant."""
+    rows = frontier[(frontier.task == task) & (frontier.teacher == teacher)]
+    labels = ["family", "directions", "two_sided", "operating_point"]
+    numbers = rows.drop(columns=labels).groupby("variant", sort=False).mean(numeric_only=True)
+    return numbers.join(rows.groupby("variant", sort=False)[labels].first())
+
+
+def _truncated(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
+
+
+def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
+    """Per teacher, at its operating point: the teacher, every truncation, ASAP two- and one-sided, ASAP without
+    its map, with accuracy, agreement, KL, the bootstrap interval, plan errors and speed ratios."""
+    latency_n = fixed_length(frontier)
+    tables = []
+    for task, teacher in teachers(frontier):
+        rows = _rows(frontier, task, teacher)
+        point = rows[rows.operating_point.astype(bool)].iloc[0]
+        at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
+        keep = pd.concat(
+            [_truncated(rows), at_point.sort_values("two_sided", ascending=False), rows[rows.family == "asap_no_map"]]
+        )
+        table = pd.DataFrame(
+            {
+                "task": task,
+                "teacher": teacher,
+                "variant": keep.index,
+                "acc %": 100 * keep.accuracy,
+                "agree %": 100 * keep.agreement,
+                "KL": keep.kl_to_teacher,
+                "Δacc 95% CI (pts)": [
+                    _interval(low, high)
+                    for low, high in zip(keep.accuracy_diff_low, keep.accuracy_diff_high, strict=True)
+                ],
+                "plan err": keep.plan_rel_error,
+                "col err": keep.col_marginal_error,
+                f"speed-up n={latency_n}": keep[f"speedup_vs_teacher_n{latency_n}"],
+                "speed-up n=model": keep["speedup_vs_teacher_nmodel"],
+                f"time/softmax n={latency_n}": keep[f"time_vs_softmax_n{latency_n}"],
+                "throughput / teacher": keep.throughput_vs_teacher,
+            }
+        )
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True).round(3).set_index(["task", "teacher"])
+
+
+def headline_table(frontier: pd.DataFrame) -> pd.DataFrame:
+    """One row per teacher: its sensitivity, ASAP at the operating point against the teacher and against the
+    truncation of equal accuracy, and whether the paper's claim is reproduced (see the module docstring)."""
+    latency_n = fixed_length(frontier)
+    records = []
+    for task, teacher in teachers(frontier):
+        rows = _rows(frontier, task, teacher)
+        truncated = _truncated(rows)
+        asap = rows[rows.operating_point.astype(bool)].iloc[0]
+        softmax_swap = truncated[truncated.iterations == 0].iloc[0]
+        one_iteration = truncated[truncated.iterations == 1].iloc[0]
+        reaching = truncated[truncated.agreement >= asap.agreement]
+        equal = reaching.iloc[0]
+        latency = f"latency_ms_n{latency_n}"
+        sensitive = 1 - softmax_swap.agreement >= SENSITIVITY_THRESHOLD
+        matches = asap.accuracy_diff_low <= 0 <= asap.accuracy_diff_high
+        speedup = asap[f"speedup_vs_teacher_n{latency_n}"]
+        records.append(
+            {
+                "task": task,
+                "teacher": teacher,
+                "T": int(rows.teacher_iterations.iloc[0]),
+                "n": int(rows.seq_len.iloc[0]),
+                "teacher acc %": 100 * truncated.iloc[-1].accuracy,
+                "softmax-swap agree %": 100 * softmax_swap.agreement,
+                "1-it agree %": 100 * one_iteration.agreement,
+                "sensitive": "yes" if sensitive else "no",
+                "ASAP point": f"L={int(asap.slices)} {asap.directions}",
+                "ASAP agree %": 100 * asap.agreement,
+                "ASAP Δacc 95% CI (pts)": _interval(asap.accuracy_diff_low, asap.accuracy_diff_high),
+                f"speed-up vs teacher n={latency_n}": speedup,
+                "speed-up vs teacher n=model": asap["speedup_vs_teacher_nmodel"],
+                "equal-accuracy truncation": f"k={int(equal.iterations)}",
+                f"speed-up vs it n={latency_n}": equal[latency] / asap[latency],
+                f"time/softmax n={latency_n}": asap[f"time_vs_softmax_n{latency_n}"],
+                "claim reproduced": ("yes" if matches and speedup >= PAPER_SPEEDUP else "no")
+                if sensitive
+                else "untestable (insensitive)",
+            }
+        )
+    return pd.DataFrame(records).round(2).set_index(["task", "teacher"])
