@@ -13,7 +13,7 @@ install: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
 		|| python3 -m pip install --quiet --user --break-system-packages uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode  # imports stay fast where PYTHONDONTWRITEBYTECODE is set
 	@rm -f .venv/.synced-* && touch $@
 
 test: install

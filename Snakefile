@@ -68,15 +68,15 @@ COMPILE_ARGS = (
 )
 CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']}"
 
-SPEED_ARGS = (
-    f"--batch {SPEED['batch']} --heads {SPEED['heads']} --head-dim {SPEED['head_dim']} "
-    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']} --threads {SPEED['threads']} "
-    f"--sliced-max-len {SPEED['sliced_max_len']} --dense-max-len {SPEED['dense_max_len']}"
-)
-
-
 def numbers(values):
     return " ".join(str(v) for v in values)
+
+
+SPEED_ARGS = (
+    f"--batch {SPEED['batch']} --heads {SPEED['heads']} --head-dim {SPEED['head_dim']} "
+    f"--n-iters {SPEED['n_iters']} --slices {SPEED['slices']} --threads {numbers(SPEED['threads'])} "
+    f"--sliced-max-len {SPEED['sliced_max_len']} --dense-max-len {SPEED['dense_max_len']}"
+)
 
 
 # The runs behind the results (checkpoints, compiled models, raw timings) are not committed. Requiring them

@@ -139,9 +139,11 @@ def _speed(args: argparse.Namespace) -> None:
         dense_max_len=args.dense_max_len,
         min_run_time=args.min_run_time,
         device="cuda" if torch_cuda() else "cpu",
-        threads=args.threads,
     )
-    tables = [speed_sweep(training=args.training, **options)]
+    tables = [
+        speed_sweep(training=args.training, threads=threads, measure_memory=index == 0, **options)
+        for index, threads in enumerate(args.threads)
+    ]
     shapes = []
     if not args.training:  # ASAP runs at inference only: the compiled models' shapes are inference cases
         for path in args.operating_points:
@@ -153,7 +155,7 @@ def _speed(args: argparse.Namespace) -> None:
                 slices=record["operating_point"]["slices"],
             )
             shapes.append({"label": f"{record['task']}/{record['variant']}", **shape})
-            model_options = {**options, **shape, "seq_lens": args.model_seq_lens}
+            model_options = {**options, **shape, "seq_lens": args.model_seq_lens, "threads": args.threads[0]}
             tables.append(
                 speed_sweep(
                     methods=MODEL_SHAPE_METHODS,
@@ -184,6 +186,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     from asap.bench import accuracy_cost_frontier, calibration_curve, length_generalisation, load_teacher
     from asap.compile import OperatingPoint
+    from asap.data.base import constant_predictor_accuracy
 
     loaded = load_teacher(args.checkpoint, args.data_dir)
     teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
@@ -204,10 +207,12 @@ def _bench(args: argparse.Namespace) -> None:
             seq_len=_sequence_length(teacher, datamodule),
             seq_lens=args.seq_lens,
             min_run_time=args.min_run_time,
-            threads=args.threads,
+            threads=args.threads[0],
             max_test_batches=args.max_test_batches,
             **options,
         )
+        splits = datamodule.datasets
+        table["constant_predictor_acc"] = constant_predictor_accuracy(splits["train"], splits["test"])
     else:
         options.pop("num_batches")
         options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided)
@@ -306,7 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
     bench.add_argument("--seq-lens", type=int, nargs="+", default=[1024], help="frontier: per-layer latency at these n")
     bench.add_argument("--operating-point", help="frontier/downstream: the JSON written by asap compile")
-    bench.add_argument("--threads", type=int, default=1, help="threads of every timing (recorded)")
+    bench.add_argument(
+        "--threads", type=int, nargs="+", default=[1], help="threads of every timing (recorded); speed: one sweep each"
+    )
     bench.add_argument("--max-test-batches", type=int, default=None)
     bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of repeated timing per case")
     bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -14,16 +15,20 @@ from typing import Any
 import torch
 
 LIBRARIES = ("asap", "torch", "timm", "lightning", "datasets", "wandb", "pandas", "numpy")
+ROOT = Path(__file__).resolve().parent.parent
+# What a result depends on. The workflow rewrites the committed results/ and paper_figures/ while it runs, so
+# "dirty" is judged on these paths only, or every record of a clean run would say -dirty.
+CODE_PATHS = ("asap", "Snakefile", "experiments", "pyproject.toml", "uv.lock", "workflow")
 
 
 def git_commit() -> str:
-    """The checkout's commit, suffixed ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
-    root = Path(__file__).resolve().parent.parent
+    """The checkout's commit, suffixed ``-dirty`` when the code (:data:`CODE_PATHS`) differs from it;
+    ``unknown`` outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
@@ -31,6 +36,14 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def lockfile_hash() -> str:
+    """sha256 of ``uv.lock`` (the exact dependency set), or ``unknown`` outside a checkout."""
+    try:
+        return hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
+    except OSError:
+        return "unknown"
 
 
 def device_name() -> str:
@@ -54,6 +67,8 @@ def library_versions() -> dict[str, str]:
 def provenance() -> dict[str, Any]:
     return {
         "git_commit": git_commit(),
+        "uv_lock_sha256": lockfile_hash(),
+        "threads": torch.get_num_threads(),
         "device": device_name(),
         "host": platform.node(),
         "versions": library_versions(),

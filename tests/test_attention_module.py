@@ -75,6 +75,40 @@ def test_attention_weights_are_doubly_stochastic_on_valid_tokens(normaliser):
         assert torch.allclose(weights.sum(-2), expected, atol=1e-6), "columns"
 
 
+def test_sliced_normaliser_defaults_and_options():
+    """Published ESPFormer settings by default; every option reaches the operator and shows in the repr."""
+    default = make("sliced").normaliser
+    assert "sort_temperature=0.001, cost_temperature=10.0, input_scale=d^-1/2, cost_reduction=sum, hard_sort=False" in (
+        repr(default)
+    )
+    head_dim = DIM // HEADS
+    q, k = (
+        torch.randn(2, HEADS, N, head_dim, dtype=torch.float64),
+        torch.randn(2, HEADS, N, head_dim, dtype=torch.float64),
+    )
+    valid = random_padding(2, N, min_valid=4)
+    mask = key_padding_mask(valid)
+    directions = default.directions.double()
+    torch.testing.assert_close(
+        default.weights(q, k, mask), ops.sliced_transport_plan(q, k, directions, mask=valid[:, None, :]), rtol=0, atol=0
+    )
+    old = {"sort_temperature": 1e-2, "cost_temperature": 0.1, "input_scale": head_dim**-0.25, "cost_reduction": "mean"}
+    for options in (old, {"hard_sort": True}):
+        normaliser = make("sliced", **options).normaliser
+        assert all(f"{name}={value}" in repr(normaliser) for name, value in options.items())
+        expected = ops.sliced_transport_plan(q, k, directions, mask=valid[:, None, :], **options)
+        torch.testing.assert_close(normaliser.weights(q, k, mask), expected, rtol=0, atol=0)
+        assert (expected - default.weights(q, k, mask)).abs().max() > 1e-3
+    hard = make("sliced", hard_sort=True).double()
+    weights = hard.attention_weights(torch.randn(2, N, DIM, dtype=torch.float64), mask)
+    expected = valid[:, None, :].expand(2, HEADS, N).double()
+    assert torch.allclose(weights.sum(-1), expected, atol=1e-12) and torch.allclose(
+        weights.sum(-2), expected, atol=1e-12
+    )
+    with pytest.raises(ValueError, match="cost reduction"):
+        make("sliced", cost_reduction="median")
+
+
 def test_weights_load_unchanged_across_normalisers():
     teacher = make("sinkhorn", n_iters=5)
     state = teacher.state_dict()

@@ -1,6 +1,8 @@
 """asap.data: offline wheels, tokenisers, splits, and every DataModule on real or fixture data."""
 
 import hashlib
+import io
+import logging
 import zipfile
 
 import datasets
@@ -125,7 +127,7 @@ def test_registry_attributes_and_unknown_task(tmp_path):
         module = create_datamodule(task, data_dir=tmp_path)
         assert module.task == task and module.modality in ("vision", "text") and module.num_classes >= 2
         if module.modality == "vision":
-            assert module.image_size in (28, 32) and module.in_chans in (1, 3)
+            assert module.image_size in (28, 32, 128) and module.in_chans in (1, 3)
         else:
             assert module.vocab_size > 10 and module.max_len > 0
     with pytest.raises(ValueError, match="unknown task 'nope'.*mnist.*listops"):
@@ -274,6 +276,78 @@ def test_hub_vision_on_a_cifar10_fixture(tmp_path):
         assert pixels.shape[1:] == (3, 32, 32) and torch.equal(pixels[:, 1, 5, 5], 20 * labels)
         ids[split] = set(pixels[:, 0, 0, 0].tolist())
     assert ids["train"] | ids["val"] == set(range(40)) and disjoint(*ids.values()), "val carved from train"
+
+
+def cats_dogs_fixture(directory):
+    """20 hub rows of mixed sizes and modes, row r a flat grey of 10 * r + 5 (label r % 2); rows 7 and 13 are a
+    non-image and a truncated JPEG."""
+
+    def encode(row):
+        grey = np.full((20 + 3 * row, 40 - row), 10 * row + 5, np.uint8)
+        rgb = PIL.Image.fromarray(np.stack([grey] * 3, axis=-1))
+        image, fmt = [
+            (rgb, "JPEG"),
+            (PIL.Image.fromarray(grey), "JPEG"),  # grayscale
+            (rgb.convert("CMYK"), "JPEG"),
+            (rgb.convert("RGBA"), "PNG"),
+            (rgb.convert("P", palette=PIL.Image.Palette.ADAPTIVE), "PNG"),
+        ][row % 5]
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **({"quality": 100} if fmt == "JPEG" else {}))
+        return buffer.getvalue()
+
+    images = [{"bytes": encode(row), "path": None} for row in range(20)]
+    images[7]["bytes"] = b"<html>not an image</html>"
+    images[13]["bytes"] = images[13]["bytes"][: len(images[13]["bytes"]) // 2]
+    rows = {"image": images, "labels": [row % 2 for row in range(20)]}
+    features = datasets.Features({"image": datasets.Image(), "labels": datasets.ClassLabel(names=["cat", "dog"])})
+    return write_parquet(directory, {"train": rows}, features)
+
+
+def test_hub_cats_dogs_on_a_fixture_with_corrupt_images(monkeypatch, tmp_path, caplog):
+    source = cats_dogs_fixture(tmp_path / "cats_dogs")
+
+    def row_ids(module):
+        ids = {}
+        for split in ("train", "val", "test"):
+            images, labels = module.datasets[split].images, module.datasets[split].labels
+            assert images.dtype == torch.uint8 and images.shape[1:] == (3, 16, 16) and labels.dtype == torch.long
+            grey = images.float().mean((1, 2, 3))
+            assert torch.all((images.float() - grey.view(-1, 1, 1, 1)).abs() <= 3), "a flat grey image stays flat"
+            ids[split] = ((grey - 5) / 10).round().long()
+            assert torch.equal(labels, ids[split] % 2), "labels stay with their images"
+            ids[split] = ids[split].tolist()
+        return ids
+
+    with caplog.at_level(logging.WARNING, logger="asap.data.hub"):
+        module = create_datamodule("cats_dogs", data_dir=tmp_path / "data", source=source, image_size=16, batch_size=4)
+        module.setup()
+    assert "skipped 2 undecodable images of 20" in caplog.text
+    ids = row_ids(module)
+    expected = {s: sorted(set(rows.tolist()) - {7, 13}) for s, rows in split_by_group(np.arange(20), 0).items()}
+    assert ids == expected, "80/10/10 of the hub rows by split_by_group, the corrupt rows left out"
+    assert sorted(ids["train"] + ids["val"] + ids["test"]) == sorted(set(range(20)) - {7, 13})
+    assert disjoint(*map(set, ids.values())) and len(ids["test"]) > 0, "no image in two splits"
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32 and labels.dtype == torch.long
+    mean, std = torch.tensor(module.mean).view(1, 3, 1, 1), torch.tensor(module.std).view(1, 3, 1, 1)
+    images, _ = next(iter(module.val_dataloader()))
+    pixels = ((images * std + mean) * 255).round().to(torch.uint8)
+    assert torch.equal(pixels, module.datasets["val"].images[: len(images)]), "normalised by ImageNet's mean/std"
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("the hub was read again")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    cached = create_datamodule("cats_dogs", data_dir=tmp_path / "data", source=source, image_size=16)
+    cached.setup()
+    assert row_ids(cached) == ids
+    other = create_datamodule("cats_dogs", data_dir=tmp_path / "data", source=source, image_size=16, split_seed=1)
+    other.setup()
+    assert row_ids(other)["test"] != ids["test"], "split_seed picks the split"
+    with pytest.raises(RuntimeError, match="the hub was read again"):  # the cache is per image size
+        create_datamodule("cats_dogs", data_dir=tmp_path / "data", source=source, image_size=24).setup()
+    assert create_datamodule("cats_dogs").image_size == 128
 
 
 def test_hub_text_on_an_ag_news_fixture(tmp_path):

@@ -8,7 +8,7 @@ import yaml
 
 from asap.__main__ import main
 from asap.train import Classifier, apply_overrides, load_task_config, run_config, train
-from asap.train.config import EXPERIMENTS
+from asap.train.config import EXPERIMENTS, validate_config
 
 TINY_LISTOPS = {
     "task": "listops",
@@ -65,13 +65,13 @@ def test_fit_writes_a_complete_record_and_is_deterministic(tmp_path):
     assert record["metrics"] == records[0]["metrics"] == records[1]["metrics"], "same seed, same metrics on CPU"
     assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
     assert record["cost"]["steps"] == 6 and record["cost"]["step_time_ms_median"] > 0
-    assert record["cost"]["peak_mem_mb"] > 0
+    assert record["cost"]["step_peak_mem_mb"] > 0
     assert record["config"]["attention_options"] == {"n_iters": 2}
     provenance = record["provenance"]
     assert provenance["git_commit"] and provenance["device"].startswith("cpu")
     assert provenance["versions"]["torch"] == torch.__version__
     metrics_csv = (tmp_path / "run0" / "csv" / "metrics.csv").read_text()
-    for column in ("train/loss_step", "train/step_time_ms", "train/peak_mem_mb", "val/acc", "lr-AdamW"):
+    for column in ("train/loss_step", "train/step_time_ms", "train/step_peak_mem_mb", "val/acc", "lr-AdamW"):
         assert column in metrics_csv, column
 
     model = Classifier.load_from_checkpoint(record["checkpoints"]["best"]).eval()
@@ -104,3 +104,28 @@ def test_cli_trains_with_overrides_and_offline_wandb(tmp_path, monkeypatch):
     assert record["config"]["data"]["batch_size"] == 16 and record["cost"]["steps"] == 3
     assert list((tmp_path / "runs/cpu/listops/sliced/seed0/wandb").glob("offline-run-*")), "offline W&B run"
     assert (tmp_path / "runs/cpu/listops/sliced/seed0/checkpoints/last.ckpt").exists()
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_config_has_only_keys_something_reads(path):
+    config = yaml.safe_load(path.read_text())
+    for variant in config["variants"]:
+        validate_config(run_config(config, variant, seed=0))
+
+
+@pytest.mark.parametrize(
+    "override, section",
+    [
+        ("optim.lrr=1e-3", "optim"),
+        ("trainer.max_epoch=1", "trainer"),
+        ("data.batchsize=4", "data"),
+        ("model.depht=3", "model"),
+        ("logging.wandbb=false", "logging"),
+        ("optimiser.lr=1", "top-level"),
+    ],
+)
+def test_unknown_keys_are_an_error_naming_the_valid_ones(override, section):
+    config = run_config(apply_overrides(TINY_LISTOPS, [override]), "sinkhorn", seed=0)
+    with pytest.raises(ValueError, match=f"unknown {section} key.*valid {section} keys"):
+        validate_config(config)
+    validate_config(run_config(TINY_LISTOPS, "sinkhorn", seed=0))

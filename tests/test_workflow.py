@@ -42,7 +42,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "profile, trains, teachers",
-    [("default", 11, 5), ("paper", 96, 48), ("mini", 3, 1)],
+    [("default", 11, 5), ("paper", 108, 54), ("mini", 3, 1)],
 )
 def test_dry_run(profile, trains, teachers, tmp_path):
     result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)
@@ -62,7 +62,7 @@ def test_slurm_profile_dry_run(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert job_counts(result.stdout)["train"] == 96
+    assert job_counts(result.stdout)["train"] == 108
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,39 @@ def test_report_from_a_results_directory(mini_run, tmp_path):
     shutil.rmtree(results / "bench/frontier")
     with pytest.raises(FileNotFoundError, match="frontier"):
         build_report(results, tmp_path / "figures")
+
+
+def test_every_committed_result_is_a_declared_workflow_output(tmp_path):
+    """No stale files: each tracked file under results/ is an output of the profile that wrote it, the
+    ``.provenance.json`` beside a declared table, or the ``benchmark:`` record of a declared job."""
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = [Path(line) for line in tracked.stdout.splitlines()]
+    profiles = {path.parts[1] for path in files}
+    declared: dict[str, str] = {}  # output path -> rule
+    for profile in profiles:
+        configfile = ROOT / f"experiments/{profile}.yaml"
+        assert configfile.exists(), f"results/{profile} belongs to no workflow profile"
+        summary = snakemake("-n", "--summary", "--cores", "2", "--configfile", str(configfile), cwd=tmp_path)
+        assert summary.returncode == 0, summary.stderr[-2000:]
+        for line in summary.stdout.splitlines()[1:]:
+            fields = line.split("\t")
+            if len(fields) >= 3:  # the table: output_file, date, rule, ...
+                declared[fields[0]] = fields[2]
+    stale = []
+    for path in files:
+        name = str(path)
+        if name in declared:
+            continue
+        if name.endswith(".provenance.json") and name.removesuffix(".provenance.json") + ".csv" in declared:
+            continue
+        if path.parts[2] == "jobs" and path.suffix == ".tsv":
+            rule, *rest = path.parts[3:]
+            job = str(Path(*rest).with_suffix("")) if rest else None
+            rule = Path(rule).stem if job is None else rule
+            if any(
+                r == rule and (job is None or Path(o).with_suffix("").as_posix().endswith(job))
+                for o, r in declared.items()
+            ):
+                continue
+        stale.append(name)
+    assert not stale, f"files under results/ that no rule declares: {stale[:10]}"

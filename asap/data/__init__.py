@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from asap.data.base import ClassificationDataModule, TextDataModule, VisionDataModule
-from asap.data.hub import CIFAR10, CIFAR100, IMDB, AGNews, DBpedia14, FashionMNIST, YelpFull
+from asap.data.hub import CIFAR10, CIFAR100, IMDB, AGNews, CatsDogs, DBpedia14, FashionMNIST, YelpFull
 from asap.data.listops import ListOps
 from asap.data.mnist import MNIST
 from asap.data.rotten_tomatoes import RottenTomatoes
@@ -29,6 +29,7 @@ TASKS: dict[str, type[ClassificationDataModule]] = {
         CIFAR10,
         CIFAR100,
         FashionMNIST,
+        CatsDogs,
         IMDB,
         AGNews,
         DBpedia14,

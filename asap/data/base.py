@@ -76,6 +76,21 @@ def collate_tokens(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tens
     return pad(sequences), torch.stack(labels)
 
 
+def dataset_labels(dataset: Dataset) -> Tensor:
+    """The labels ``(N,)`` of an :class:`ImageDataset`, a :class:`TokenDataset` or a ``Subset`` of one."""
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    if not hasattr(dataset, "labels"):
+        raise TypeError(f"{type(dataset).__name__} keeps no labels")
+    return dataset.labels
+
+
+def constant_predictor_accuracy(train: Dataset, test: Dataset) -> float:
+    """Test accuracy of always predicting the train split's most frequent class: the floor any model must beat."""
+    majority = torch.bincount(dataset_labels(train)).argmax()
+    return (dataset_labels(test) == majority).float().mean().item()
+
+
 def sequence_lengths(dataset: Dataset) -> np.ndarray:
     """Token counts of a :class:`TokenDataset` or a ``Subset`` of one."""
     if isinstance(dataset, Subset):

@@ -91,7 +91,12 @@ class Sinkhorn(Normaliser):
 
 
 class SlicedTransport(Normaliser):
-    """ESPFormer: cost-weighted average of soft-sorted 1-D plans on fixed slices."""
+    """ESPFormer: cost-weighted average of sorted 1-D plans on fixed slices.
+
+    The defaults are ESPFormer's published attention settings (``input_scale=None`` is ``d^(-1/2)``, SoftSort
+    at ``tau = 1e-3``, summed slice costs, ``t = 10``); ``hard_sort=True`` is its hard-sort variant. See
+    :func:`asap.ops.sliced_transport_plan` for the math and the mapping to this project's earlier defaults.
+    """
 
     name = "sliced"
 
@@ -100,22 +105,44 @@ class SlicedTransport(Normaliser):
         num_heads: int,
         head_dim: int,
         num_slices: int | None = None,
-        sort_temperature: float = 1e-2,
-        cost_temperature: float = 0.1,
+        sort_temperature: float = 1e-3,
+        cost_temperature: float = 10.0,
         seed: int = 0,
+        input_scale: float | None = None,
+        cost_reduction: str = "sum",
+        hard_sort: bool = False,
     ) -> None:
         super().__init__()
+        if cost_reduction not in ops.sliced.COST_REDUCTIONS:
+            raise ValueError(f"unknown cost reduction {cost_reduction!r}; choose one of {ops.sliced.COST_REDUCTIONS}")
         self.sort_temperature = sort_temperature
         self.cost_temperature = cost_temperature
+        self.input_scale = input_scale
+        self.cost_reduction = cost_reduction
+        self.hard_sort = hard_sort
         # Regenerated from (num_slices, seed): not part of the state dict.
         self.register_buffer("directions", ops.slice_directions(head_dim, num_slices, seed), persistent=False)
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.sliced_weights(q, k, self.directions, self.sort_temperature, self.cost_temperature, token_mask(mask))
+        return ops.sliced_weights(
+            q,
+            k,
+            self.directions,
+            self.sort_temperature,
+            self.cost_temperature,
+            token_mask(mask),
+            input_scale=self.input_scale,
+            cost_reduction=self.cost_reduction,
+            hard_sort=self.hard_sort,
+        )
 
     def extra_repr(self) -> str:
         slices = self.directions.shape[-1]
-        return f"slices={slices}, sort_temperature={self.sort_temperature}, cost_temperature={self.cost_temperature}"
+        scale = "d^-1/2" if self.input_scale is None else self.input_scale
+        return (
+            f"slices={slices}, sort_temperature={self.sort_temperature}, cost_temperature={self.cost_temperature}, "
+            f"input_scale={scale}, cost_reduction={self.cost_reduction}, hard_sort={self.hard_sort}"
+        )
 
 
 class ASAP(Normaliser):

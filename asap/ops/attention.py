@@ -42,12 +42,26 @@ def sliced_weights(
     q: Tensor,
     k: Tensor,
     directions: Tensor,
-    sort_temperature: float,
-    cost_temperature: float,
+    sort_temperature: float = 1e-3,
+    cost_temperature: float = 10.0,
     token_mask: Tensor | None = None,
+    *,
+    input_scale: float | None = None,
+    cost_reduction: str = "sum",
+    hard_sort: bool = False,
 ) -> Tensor:
-    """ESPFormer attention: see :func:`asap.ops.sliced.sliced_transport_plan`."""
-    return sliced_transport_plan(q, k, directions, sort_temperature, cost_temperature, token_mask)
+    """ESPFormer attention, published settings by default: see :func:`asap.ops.sliced.sliced_transport_plan`."""
+    return sliced_transport_plan(
+        q,
+        k,
+        directions,
+        sort_temperature,
+        cost_temperature,
+        token_mask,
+        input_scale=input_scale,
+        cost_reduction=cost_reduction,
+        hard_sort=hard_sort,
+    )
 
 
 def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: Tensor | None = None) -> Tensor:

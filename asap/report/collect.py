@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-TRAIN_COLUMNS = ("test_acc", "best_val_acc", "step_time_ms_median", "peak_mem_mb", "train_wall_s", "steps")
+TRAIN_COLUMNS = ("test_acc", "best_val_acc", "step_time_ms_median", "step_peak_mem_mb", "train_wall_s", "steps")
+TRAIN_COLUMNS += ("constant_predictor_acc",)
 
 
 def train_runs(results: str | Path) -> pd.DataFrame:

@@ -136,7 +136,10 @@ def training_cost(runs: pd.DataFrame, stem: Path) -> list[Path]:
     """Median training-step time and peak memory per task and variant."""
     figure, axes = _panels(2, width=4.5)
     for axis, column, label in zip(
-        axes, ["step_time_ms_median", "peak_mem_mb"], ["training step time (ms)", "peak memory (MB)"], strict=True
+        axes,
+        ["step_time_ms_median", "step_peak_mem_mb"],
+        ["training step time (ms)", "training step peak memory (MB)"],
+        strict=True,
     ):
         table = runs.groupby(["task", "variant"])[column].mean().unstack("variant")
         table.plot.bar(ax=axis, rot=20)
@@ -162,8 +165,9 @@ def calibration_curve(downstream: pd.DataFrame, stem: Path) -> list[Path]:
 def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[Path]:
     """One attention layer: inference latency and peak memory against n, and the training step per method."""
     figure, axes = _panels(3, width=3.8)
-    inference = inference[inference["shape"] == "reference"]
-    training = training[training["shape"] == "reference"]
+    single = inference.timing_threads.min()  # the single-threaded sweep, which also measured memory
+    inference = inference[(inference["shape"] == "reference") & (inference.timing_threads == single)]
+    training = training[(training["shape"] == "reference") & (training.timing_threads == single)]
     for method, group in inference.groupby("method", sort=False):
         axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)
         axes[1].plot(group.seq_len, group.peak_mem_mb.clip(lower=1e-1), marker="o", label=method)

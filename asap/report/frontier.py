@@ -29,6 +29,11 @@ def fixed_length(frontier: pd.DataFrame) -> str:
     return str(max(lengths))
 
 
+def iteration_conventions(n_iters: int) -> str:
+    """``"T = 3 (7 half-steps; Sinkformer max_iter 7)"``: this project's count and Sinkformer's."""
+    return f"T = {n_iters} ({2 * n_iters + 1} half-steps; Sinkformer max_iter {2 * n_iters + 1})"
+
+
 def _interval(low: float, high: float) -> str:
     """A bootstrap interval of an accuracy difference, in points: ``[-0.4, +0.3]``."""
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
@@ -68,6 +73,7 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
                 "teacher": teacher,
                 "variant": keep.index,
                 "acc %": 100 * keep.accuracy,
+                "constant %": 100 * keep.constant_predictor_acc,
                 "agree %": 100 * keep.agreement,
                 "KL": keep.kl_to_teacher,
                 "Δacc 95% CI (pts)": [
@@ -107,9 +113,10 @@ def headline_table(frontier: pd.DataFrame) -> pd.DataFrame:
             {
                 "task": task,
                 "teacher": teacher,
-                "T": int(rows.teacher_iterations.iloc[0]),
+                "teacher iterations": iteration_conventions(int(rows.teacher_iterations.iloc[0])),
                 "n": int(rows.seq_len.iloc[0]),
                 "teacher acc %": 100 * truncated.iloc[-1].accuracy,
+                "constant %": 100 * rows.constant_predictor_acc.iloc[0],
                 "softmax-swap agree %": 100 * softmax_swap.agreement,
                 "1-it agree %": 100 * one_iteration.agreement,
                 "sensitive": "yes" if sensitive else "no",

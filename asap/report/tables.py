@@ -16,18 +16,20 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
 
 
 def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy (%) per task (rows) and trained variant (columns), mean ± std over seeds."""
+    """Test accuracy (%) per task (rows) and trained variant (columns), mean ± std over seeds, beside the constant
+    predictor's (the train split's majority class)."""
     table = runs.groupby(["task", "variant"])["test_acc"].agg(mean_std).unstack("variant")
     columns = [v for v in VARIANT_ORDER if v in table.columns] + [v for v in table.columns if v not in VARIANT_ORDER]
     table = table[columns]
     table.columns.name = None
     table.insert(0, "seeds", runs.groupby("task")["seed"].nunique())
+    table.insert(1, "constant predictor", runs.groupby("task")["constant_predictor_acc"].agg(mean_std))
     return table
 
 
 def training_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Median step time (ms), peak memory (MB) and training wall time (s) per task and variant."""
-    columns = {"step_time_ms_median": "step ms", "peak_mem_mb": "peak MB", "train_wall_s": "train s"}
+    columns = {"step_time_ms_median": "step ms", "step_peak_mem_mb": "step peak MB", "train_wall_s": "train s"}
     table = runs.groupby(["task", "variant"])[list(columns)].mean().round(1).rename(columns=columns)
     return table.reset_index().set_index("task")
 
@@ -55,6 +57,6 @@ def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame
     """Per mode, shape (the reference, or a compiled model's own H, d, T, L), method and n: latency (ms), ratios to
     the teacher and to softmax, peak memory (MB), and the threads the timing used."""
     columns = ["heads", "head_dim", "n_iters", "slices", "latency_ms", "speedup_vs_teacher", "time_vs_softmax"]
-    columns += ["peak_mem_mb", "timing_threads"]
+    columns += ["peak_mem_mb"]
     table = pd.concat([inference, training], ignore_index=True)
-    return table.set_index(["mode", "shape", "method", "seq_len"])[columns].round(2)
+    return table.set_index(["mode", "shape", "timing_threads", "method", "seq_len"])[columns].round(2)

@@ -7,6 +7,8 @@ each variant). :func:`run_config` resolves it for one (variant, seed) into the f
 from __future__ import annotations
 
 import copy
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,53 @@ def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str
     config = apply_overrides(config, overrides)
     config.update(variant=variant, normaliser=normaliser, seed=seed, attention_options=copy.deepcopy(options))
     return config
+
+
+SECTIONS = {"task", "data", "model", "optim", "trainer", "logging", "variants"}
+RUN_KEYS = {"variant", "normaliser", "seed", "attention_options"}  # added by run_config
+OPTIM_KEYS = {"lr", "weight_decay", "warmup_fraction", "betas", "label_smoothing"}  # what Classifier reads
+LOGGING_KEYS = {"wandb", "project"}
+
+
+def accepted_keywords(target: Callable) -> set[str] | None:
+    """Keyword arguments ``target`` (a function or a class) accepts, following ``**kwargs`` into base classes;
+    ``None`` when it accepts any."""
+    functions = (
+        [base.__init__ for base in target.__mro__ if "__init__" in vars(base)] if inspect.isclass(target) else [target]
+    )
+    names: set[str] = set()
+    for function in functions:
+        parameters = inspect.signature(function).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
+def _check_keys(section: str, given: dict[str, Any], valid: set[str] | None) -> None:
+    unknown = set(given) - valid if valid is not None else set()
+    if unknown:
+        raise ValueError(f"unknown {section} key(s) {sorted(unknown)}; valid {section} keys: {sorted(valid)}")
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Reject keys that nothing reads (a typo such as ``optim.lrr`` would otherwise be ignored silently), naming
+    the valid ones. Each section is checked against its reader: ``data`` the task's DataModule, ``model`` the
+    model's constructor, ``trainer`` Lightning's ``Trainer``, ``optim`` and ``logging`` the keys read here."""
+    import lightning as L
+
+    from asap.data import TASKS
+    from asap.models import MODELS
+
+    _check_keys("top-level", config, SECTIONS | RUN_KEYS)
+    if config.get("task") not in TASKS:
+        raise ValueError(f"unknown task {config.get('task')!r}; choose one of {sorted(TASKS)}")
+    _check_keys("data", config.get("data", {}), accepted_keywords(TASKS[config["task"]]))
+    model = dict(config.get("model", {}))
+    name = model.pop("name", None)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    _check_keys("model", model, accepted_keywords(MODELS[name]))
+    _check_keys("optim", config.get("optim", {}), OPTIM_KEYS)
+    _check_keys("trainer", config.get("trainer", {}), accepted_keywords(L.Trainer))
+    _check_keys("logging", config.get("logging", {}), LOGGING_KEYS)

@@ -13,8 +13,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
 from asap.data import create_datamodule
+from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic
 from asap.train.callbacks import StepCost
+from asap.train.config import validate_config
 from asap.train.module import Classifier
 
 
@@ -59,6 +61,7 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
     ``run_dir`` receives checkpoints (``best.ckpt``, ``last.ckpt``) and logs; it is cleared first, so an
     interrupted run restarts cleanly and only a finished run has a record.
     """
+    validate_config(config)
     run_dir = Path(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -96,8 +99,11 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
             "test_acc": test["test/acc"],
             "test_loss": test["test/loss"],
             "best_val_acc": float(checkpoint.best_model_score),
+            "constant_predictor_acc": constant_predictor_accuracy(
+                datamodule.datasets["train"], datamodule.datasets["test"]
+            ),
         },
-        "cost": {**cost.summary(module.device), "train_wall_s": train_wall_s, "device_type": module.device.type},
+        "cost": {**cost.summary(), "train_wall_s": train_wall_s, "device_type": module.device.type},
         "checkpoints": {"best": str(checkpoint.best_model_path), "last": str(checkpoint.last_model_path)},
         "num_parameters": sum(p.numel() for p in module.parameters()),
         "config": config,
