@@ -154,9 +154,11 @@ rule frontier:
     threads: THREADS
     params:
         seq_lens=numbers(FRONTIER["seq_lens"]),
+        sweep=(f"--slice-factors {numbers(FRONTIER['slice_factors'])}" if "slice_factors" in FRONTIER else "")
+        + f" --one-sided-variants {FRONTIER.get('one_sided', 'all')}",
     shell:
         ASAP + " bench frontier --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
-        " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens}"
+        " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens} {params.sweep}"
         " --min-run-time " + str(FRONTIER["min_run_time"]) + " --threads " + str(FRONTIER["threads"])
         + " --out {output} > {log} 2>&1"
 

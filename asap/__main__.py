@@ -199,6 +199,11 @@ def _bench(args: argparse.Namespace) -> None:
     else:
         point = OperatingPoint(args.slices if isinstance(args.slices, int) else 16, args.directions)
     if args.kind == "frontier":
+        from asap.bench.frontier import frontier_slices
+        from asap.nn import attention_layers
+
+        head_dim = next(iter(attention_layers(teacher).values())).head_dim
+        slices = frontier_slices(head_dim, args.slice_factors, point) if args.slice_factors else None
         table = accuracy_cost_frontier(
             teacher,
             datamodule.train_dataloader(),
@@ -209,6 +214,8 @@ def _bench(args: argparse.Namespace) -> None:
             min_run_time=args.min_run_time,
             threads=args.threads[0],
             max_test_batches=args.max_test_batches,
+            slices=slices,
+            one_sided=args.one_sided_variants,
             **options,
         )
         splits = datamodule.datasets
@@ -311,6 +318,18 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
     bench.add_argument("--seq-lens", type=int, nargs="+", default=[1024], help="frontier: per-layer latency at these n")
     bench.add_argument("--operating-point", help="frontier/downstream: the JSON written by asap compile")
+    bench.add_argument(
+        "--slice-factors",
+        type=float,
+        nargs="+",
+        help="frontier: ASAP at L = factor x head dim (and the operating point's L); default d/4, d/2, d, 2d, 4d",
+    )
+    bench.add_argument(
+        "--one-sided-variants",
+        default="all",
+        choices=["all", "operating_point"],
+        help="frontier: one-sided ASAP for every direction kind, or for the operating point's only",
+    )
     bench.add_argument(
         "--threads", type=int, nargs="+", default=[1], help="threads of every timing (recorded); speed: one sweep each"
     )

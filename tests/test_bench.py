@@ -166,3 +166,17 @@ def test_speed_sweep_ratios_limits_and_repeats():
     for row in table.itertuples():
         assert row.latency_ms == statistics.median(row.latency_runs_ms) > 0
     assert (table.peak_mem_mb >= 0).all(), "every case ran in its own process"
+
+
+def test_frontier_slices_keep_the_operating_point_and_one_sided_choice_is_checked(teacher, mnist):
+    from asap.bench.frontier import frontier_slices, interleaved_medians_ms
+
+    assert frontier_slices(16, (0.25, 1, 4), OperatingPoint(8, "pca")) == [4, 8, 16, 64]
+    assert frontier_slices(16, (0.25, 1, 4), OperatingPoint(16, "pca")) == [4, 16, 64]
+    with pytest.raises(ValueError, match="one_sided"):
+        frontier_points(teacher, mnist.train_dataloader(), OperatingPoint(8, "random"), one_sided="some")
+    calls = []
+    medians = interleaved_medians_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 0.03, 1)
+    assert set(medians) == {"a", "b"} and all(value > 0 for value in medians.values())
+    first_b = calls.index("b")
+    assert "a" in calls[first_b:], "rounds interleave: a is timed again after b"

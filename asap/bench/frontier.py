@@ -20,7 +20,8 @@ The operating point comes from the compile step (chosen on held-out *calibration
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from asap.bench.agreement import compare_predictions, predictions
 from asap.bench.fidelity import capture_layer_inputs, plan_fidelity
-from asap.bench.timing import median_ms, random_qkv
+from asap.bench.timing import random_qkv, timings_ms
 from asap.compile.compiler import (
     DIRECTIONS,
     OperatingPoint,
@@ -42,6 +43,13 @@ from asap.compile.compiler import (
 )
 from asap.nn import attention_layers, with_normaliser
 from asap.nn.normalisers import Normaliser, Sinkhorn
+
+ONE_SIDED = ("all", "operating_point")
+
+
+def frontier_slices(head_dim: int, factors: Sequence[float], operating_point: OperatingPoint) -> list[int]:
+    """``L = factor x head_dim`` for each factor, and the operating point's ``L``, ascending."""
+    return sorted({max(1, round(factor * head_dim)) for factor in factors} | {operating_point.slices})
 
 
 @dataclass
@@ -78,9 +86,16 @@ def frontier_points(
     operating_point: OperatingPoint,
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
+    one_sided: str = "all",
     **calibration: Any,
 ) -> list[FrontierPoint]:
-    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.compile_candidates`."""
+    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.compile_candidates`.
+
+    ``slices`` defaults to :func:`asap.compile.slice_candidates`; ``one_sided="operating_point"`` keeps the
+    one-sided variants of the operating point's direction kind only (``"all"``: of every kind).
+    """
+    if one_sided not in ONE_SIDED:
+        raise ValueError(f"one_sided must be one of {ONE_SIDED}, got {one_sided!r}")
     n_iters = teacher_iterations(teacher)
     head_dim = next(iter(attention_layers(teacher).values())).head_dim
     slices = sorted(slices or slice_candidates(head_dim))
@@ -94,7 +109,8 @@ def frontier_points(
         model = with_normaliser(teacher, "softmax") if k == 0 else with_normaliser(teacher, "sinkhorn", n_iters=k)
         points.append(FrontierPoint(f"sinkhorn_{k}it", "truncated", model, iterations=k))
     for point, model in compiled.items():
-        for two_sided in (True, False):
+        sides = (True, False) if one_sided == "all" or point.directions == operating_point.directions else (True,)
+        for two_sided in sides:
             side = OperatingPoint(point.slices, point.directions, two_sided)
             chosen = side == operating_point
             points.append(
@@ -127,15 +143,25 @@ def first_normaliser(model: nn.Module) -> Normaliser:
     return next(iter(attention_layers(model).values())).normaliser
 
 
-def layer_latency_ms(
-    model: nn.Module, seq_len: int, batch: int, min_run_time: float, threads: int, seed: int = 0
-) -> float:
-    """Median latency of one attention normaliser of ``model`` on random ``q, k, v`` of the model's heads and
-    head dim (inference, no mask)."""
+def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:
+    """One attention normaliser of ``model`` applied to random ``q, k, v`` of the model's heads and head dim
+    (inference, no mask)."""
     layer = next(iter(attention_layers(model).values()))
-    device = layer.qkv.weight.device
-    q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, device, seed)
-    return median_ms(partial(layer.normaliser, q, k, v), min_run_time, threads=threads)
+    q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, layer.qkv.weight.device, seed)
+    return partial(layer.normaliser, q, k, v)
+
+
+def interleaved_medians_ms(
+    calls: dict[str, Callable[[], object]], min_run_time: float, threads: int, rounds: int = 3
+) -> dict[str, float]:
+    """Median time (ms) of each call, timed side by side in ``rounds`` interleaved rounds (each call gets
+    ``min_run_time / rounds`` per round): a slow spell of a shared machine then hits every call alike rather
+    than whichever happened to run during it."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name] += timings_ms(call, min_run_time / rounds, threads=threads)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 @torch.no_grad()
@@ -154,16 +180,24 @@ def accuracy_cost_frontier(
     bootstrap_resamples: int = 2000,
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
+    one_sided: str = "all",
     **calibration: Any,
 ) -> pd.DataFrame:
-    """One row per frontier point (see the module docstring); ``seq_len`` is the model's own ``n``."""
+    """One row per frontier point (see the module docstring and :func:`frontier_points`); ``seq_len`` is the
+    model's own ``n``."""
     teacher = teacher.eval()
-    points = frontier_points(teacher, calib_loader, operating_point, slices, directions, **calibration)
+    points = frontier_points(teacher, calib_loader, operating_point, slices, directions, one_sided, **calibration)
     teacher_logits, labels = predictions(teacher, test_loader, max_test_batches)
     layer_inputs = capture_layer_inputs(teacher, test_loader, fidelity_batches)
     test_batch = next(iter(test_loader))[0].to(next(teacher.parameters()).device)
     lengths = {"model": seq_len, **{str(n): n for n in seq_lens}}
 
+    timed = {
+        (point.name, key): layer_call(point.model, n, latency_batch) for point in points for key, n in lengths.items()
+    }
+    timed.update({(point.name, "batch"): partial(point.model, test_batch) for point in points})
+    print(f"timing {len(timed)} calls in interleaved rounds", flush=True)
+    medians = interleaved_medians_ms(timed, min_run_time, threads)
     rows = []
     for index, point in enumerate(points):
         logits, _ = predictions(point.model, test_loader, max_test_batches)
@@ -181,10 +215,9 @@ def accuracy_cost_frontier(
         }
         row.update(compare_predictions(logits, teacher_logits, labels, bootstrap_resamples))
         row.update(plan_fidelity(point.model, teacher, layer_inputs))
-        for key, n in lengths.items():
-            row[f"latency_ms_n{key}"] = layer_latency_ms(point.model, n, latency_batch, min_run_time, threads)
-        batch_ms = median_ms(partial(point.model, test_batch), min_run_time, threads=threads)
-        row["throughput_samples_per_s"] = len(test_batch) / batch_ms * 1e3
+        for key in lengths:
+            row[f"latency_ms_n{key}"] = medians[point.name, key]
+        row["throughput_samples_per_s"] = len(test_batch) / medians[point.name, "batch"] * 1e3
         row.update(latency_batch=latency_batch, timing_threads=threads)
         rows.append(row)
         print(
