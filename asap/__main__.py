@@ -200,10 +200,10 @@ def _bench(args: argparse.Namespace) -> None:
         point = OperatingPoint(args.slices if isinstance(args.slices, int) else 16, args.directions)
     if args.kind == "frontier":
         from asap.bench.frontier import frontier_slices
-        from asap.nn import attention_layers
+        from asap.compile.compiler import teacher_head_dim
 
-        head_dim = next(iter(attention_layers(teacher).values())).head_dim
-        slices = frontier_slices(head_dim, args.slice_factors, point) if args.slice_factors else None
+        factors = args.slice_factors
+        slices = frontier_slices(teacher_head_dim(teacher), factors, point) if factors else None
         table = accuracy_cost_frontier(
             teacher,
             datamodule.train_dataloader(),

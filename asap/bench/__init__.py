@@ -4,8 +4,7 @@ Exports load on first use, so that ``python -m asap.bench.speed`` (run once per 
 the operators only, not timm and the models.
 """
 
-from importlib import import_module
-from typing import Any
+from asap import lazy_exports
 
 _EXPORTS = {
     "Teacher": "asap.bench.teacher",
@@ -23,7 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'asap.bench' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -38,18 +38,19 @@ from asap.compile.compiler import (
     OperatingPoint,
     compile_candidates,
     slice_candidates,
+    teacher_head_dim,
     with_two_sided,
     without_dual_map,
 )
 from asap.nn import attention_layers, with_normaliser
-from asap.nn.normalisers import Normaliser, Sinkhorn
+from asap.nn.normalisers import Sinkhorn
 
 ONE_SIDED = ("all", "operating_point")
 
 
 def frontier_slices(head_dim: int, factors: Sequence[float], operating_point: OperatingPoint) -> list[int]:
     """``L = factor x head_dim`` for each factor, and the operating point's ``L``, ascending."""
-    return sorted({max(1, round(factor * head_dim)) for factor in factors} | {operating_point.slices})
+    return sorted(set(slice_candidates(head_dim, factors)) | {operating_point.slices})
 
 
 @dataclass
@@ -97,8 +98,7 @@ def frontier_points(
     if one_sided not in ONE_SIDED:
         raise ValueError(f"one_sided must be one of {ONE_SIDED}, got {one_sided!r}")
     n_iters = teacher_iterations(teacher)
-    head_dim = next(iter(attention_layers(teacher).values())).head_dim
-    slices = sorted(slices or slice_candidates(head_dim))
+    slices = sorted(slices or slice_candidates(teacher_head_dim(teacher)))
     if operating_point.slices not in slices or operating_point.directions not in directions:
         raise ValueError(f"the operating point {operating_point} is not among the candidates {slices} x {directions}")
     candidates = [OperatingPoint(count, kind, True) for count in slices for kind in directions]
@@ -137,10 +137,6 @@ def frontier_points(
         )
     )
     return points
-
-
-def first_normaliser(model: nn.Module) -> Normaliser:
-    return next(iter(attention_layers(model).values())).normaliser
 
 
 def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:

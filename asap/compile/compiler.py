@@ -156,10 +156,7 @@ def select_operating_point(
     """Calibrate every candidate (``slices``, default :func:`slice_candidates` of the head dim, times
     ``directions``) on the same batches and keep the one :func:`choose_operating_point` picks on the
     held-out calibration batches. Returns the compiled model, its operating point and the candidates table."""
-    layers = sinkhorn_layers(model)
-    if not layers:
-        raise ValueError("the model has no Sinkhorn attention layer: ASAP compiles a trained Sinkhorn teacher")
-    slices = slices or slice_candidates(next(iter(layers.values())).head_dim)
+    slices = slices or slice_candidates(teacher_head_dim(model))
     points = [OperatingPoint(count, kind, two_sided) for count in slices for kind in directions]
     compiled = compile_candidates(model, calib_loader, points, map, num_batches, holdout_batches, ridge, seed)
     chosen = choose_operating_point({point: heldout_plan_error(student) for point, student in compiled.items()})
@@ -201,16 +198,17 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
     options.update(ridge=ridge, seed=seed)
     kinds = DIRECTIONS if directions == "auto" else (directions,)
     if slices == "auto" or directions == "auto":
-        counts = None if slices == "auto" else [slices or _head_dim(model)]
+        counts = None if slices == "auto" else [slices or teacher_head_dim(model)]
         return select_operating_point(model, calib_loader, counts, kinds, **options)[0]
     if isinstance(slices, str):
         raise ValueError(f"slices must be a positive integer, None or 'auto', got {slices!r}")
-    point = OperatingPoint(slices or _head_dim(model), directions, two_sided)
+    point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided)
     options.pop("two_sided")
     return compile_candidates(model, calib_loader, [point], **options)[point]
 
 
-def _head_dim(model: nn.Module) -> int:
+def teacher_head_dim(model: nn.Module) -> int:
+    """The head dimension of the model's Sinkhorn attention layers (the teacher's)."""
     layers = sinkhorn_layers(model)
     if not layers:
         raise ValueError("the model has no Sinkhorn attention layer: ASAP compiles a trained Sinkhorn teacher")

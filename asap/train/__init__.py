@@ -4,8 +4,7 @@ Exports load on first use, so that the workflow can read configs (``asap.train.c
 importing Lightning.
 """
 
-from importlib import import_module
-from typing import Any
+from asap import lazy_exports
 
 _EXPORTS = {
     "apply_overrides": "asap.train.config",
@@ -20,7 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'asap.train' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
