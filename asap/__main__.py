@@ -125,7 +125,7 @@ def _write_table(table, out: Path, info: dict) -> None:
 def _speed(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep
+    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep, streaming_methods
     from asap.provenance import provenance, write_json_atomic
 
     options = dict(
@@ -145,6 +145,16 @@ def _speed(args: argparse.Namespace) -> None:
         for index, threads in enumerate(args.threads)
     ]
     shapes = []
+    if args.long_seq_lens:  # lengths where only the streaming methods fit, at a small batch
+        label = f"long (B={args.long_batch}, H={args.long_heads})"
+        shapes.append({"label": label, "batch": args.long_batch, "heads": args.long_heads})
+        long_options = {**options, "seq_lens": args.long_seq_lens, "batch": args.long_batch, "heads": args.long_heads}
+        methods = streaming_methods(args.training)
+        tables.append(
+            speed_sweep(
+                training=args.training, threads=args.threads[-1], methods=methods, shape_label=label, **long_options
+            )
+        )
     if not args.training:  # ASAP runs at inference only: the compiled models' shapes are inference cases
         for path in args.operating_points:
             record = json.loads(Path(path).read_text())
@@ -342,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--operating-points", nargs="*", default=[], help="speed: compiled models' JSON (their shapes)")
     bench.add_argument("--model-seq-lens", type=int, nargs="+", default=[1024], help="speed: n at the models' shapes")
     bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
+    bench.add_argument(
+        "--long-seq-lens", type=int, nargs="*", default=[], help="speed: lengths for the streaming methods only"
+    )
+    bench.add_argument("--long-batch", type=int, default=1, help="speed: batch size at the long lengths")
+    bench.add_argument("--long-heads", type=int, default=1, help="speed: heads at the long lengths")
     bench.add_argument("--heads", type=int, default=4, help="speed: heads")
     bench.add_argument("--head-dim", type=int, default=64, help="speed: head dimension")
     bench.add_argument("--n-iters", type=int, default=3, help="speed: the teacher's Sinkhorn iterations")

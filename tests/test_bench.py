@@ -14,7 +14,7 @@ from asap.bench import (
     length_generalisation,
     paired_bootstrap_interval,
 )
-from asap.bench.speed import INFERENCE, speed_sweep
+from asap.bench.speed import INFERENCE, speed_sweep, streaming_methods
 from asap.bench.timing import median_ms
 from asap.compile import OperatingPoint
 from asap.data import create_datamodule
@@ -163,9 +163,15 @@ def test_speed_sweep_ratios_limits_and_repeats():
     assert "sliced" not in set(table[table.seq_len == 32].method)
     by = table.set_index(["method", "seq_len"])
     assert by.loc[("sinkhorn", 32), "speedup_vs_teacher"] == 1 and by.loc[("softmax", 32), "time_vs_softmax"] == 1
+    assert by.loc[("sinkhorn_flash", 32), "speedup_vs_flash"] == 1
+    assert by.loc[("sinkhorn_unrolled", 32), "speedup_vs_unrolled"] == 1
+    ratio = by.loc[("asap_fused", 32), "latency_ms"] / by.loc[("sinkhorn_flash", 32), "latency_ms"]
+    assert by.loc[("asap_fused", 32), "speedup_vs_flash"] == pytest.approx(1 / ratio)
     for row in table.itertuples():
         assert row.latency_ms == statistics.median(row.latency_runs_ms) > 0
     assert (table.peak_mem_mb >= 0).all(), "every case ran in its own process"
+    assert streaming_methods(training=True) == ("softmax", "sinkhorn_flash")
+    assert streaming_methods(training=False) == ("softmax", "sinkhorn_flash", "asap_fused")
 
 
 def test_frontier_slices_keep_the_operating_point_and_one_sided_choice_is_checked(teacher, mnist):

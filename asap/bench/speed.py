@@ -1,14 +1,20 @@
 """Speed and memory of one attention layer per method, against sequence length, and of a training step.
 
 Latency is measured side by side in one process (warm-up, repeated timing, median). Peak memory is measured
-per case in a fresh subprocess: on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak
-resident set above its size before the call (torch keeps no allocator statistics on CPU).
+per case in a fresh subprocess, after a small warm-up call of the same method (so that one-off library set-up
+is not counted): on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak resident set
+above its size before the call (torch keeps no allocator statistics on CPU). On CPU the subprocess fixes
+glibc's mmap threshold (``MALLOC_MMAP_THRESHOLD_``): every large tensor is then mapped on allocation and
+unmapped when freed, so the resident set follows the live tensors instead of whatever the heap kept.
 
-Methods (inference): fused softmax (SDPA), the Sinkhorn teacher with ``T`` iterations (lean, in place: ``2T + 1``
-passes over the scores), 1-iteration Sinkhorn (3 passes: the cheapest truncation that is still doubly
-stochastic in part), a plain unrolled Sinkhorn (what the lean teacher is measured against), sliced transport
-(ESPFormer), ASAP with its dense reference path and with the fused two-pass path. Training: forward + backward
-of the same layer. Timings run on ``threads`` threads, recorded in every row.
+Methods (inference): fused softmax (SDPA); the Sinkhorn teacher with ``T`` iterations in each implementation:
+``sinkhorn`` is the lean one (in place, ``2T + 1`` passes over the ``n x n`` scores; the teacher as the models
+were trained), ``sinkhorn_flash`` the flash one (``2T + 1`` fused passes, ``O(n d)`` memory), ``sinkhorn_unrolled``
+plain autograd through the iterations; 1-iteration Sinkhorn (lean, 3 passes: the cheapest truncation that is
+still doubly stochastic in part); sliced transport (ESPFormer); ASAP with its dense reference path and with the
+fused two-pass path. Training: forward + backward of the same layer. Every row carries its speed-up over each
+teacher implementation and its time relative to softmax. Timings run on ``threads`` threads, recorded in every
+row.
 
 Besides the reference shape (``B = 2, H = 4, d = 64``), :func:`speed_sweep` runs at the compiled models' own
 shapes (``H``, ``d``, ``T`` and the operating point's ``L``), so that speed and accuracy come from the same
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,10 +39,35 @@ from asap import ops
 from asap.bench.timing import random_qkv, timings_ms
 from asap.memory import PeakMemory
 
-INFERENCE = ("softmax", "sinkhorn", "sinkhorn_1it", "sinkhorn_plain", "sliced", "asap_dense", "asap_fused")
-MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_1it", "asap_fused")  # at the compiled models' shapes
-STREAMING = ("softmax", "asap_fused")  # never hold an n x n tensor
-TRAINING = ("softmax", "sinkhorn", "sinkhorn_plain", "sliced")
+INFERENCE = (
+    "softmax",
+    "sinkhorn",
+    "sinkhorn_flash",
+    "sinkhorn_unrolled",
+    "sinkhorn_1it",
+    "sliced",
+    "asap_dense",
+    "asap_fused",
+)
+MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", "asap_fused")  # models' shapes
+STREAMING = ("softmax", "sinkhorn_flash", "asap_fused")  # never hold an n x n tensor
+TRAINING = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
+
+
+MMAP_THRESHOLD_BYTES = 64 * 2**10  # tensors above this are mapped and unmapped one by one (see the docstring)
+
+
+def streaming_methods(training: bool) -> tuple[str, ...]:
+    """The methods that run at lengths where no ``n x n`` tensor fits (the sweep's long shape)."""
+    return tuple(name for name in (TRAINING if training else INFERENCE) if name in STREAMING)
+
+
+# Speed-up columns: each teacher implementation's latency over the row's (NaN where it did not run).
+TEACHER_IMPLS = {
+    "speedup_vs_teacher": "sinkhorn",
+    "speedup_vs_flash": "sinkhorn_flash",
+    "speedup_vs_unrolled": "sinkhorn_unrolled",
+}
 
 
 def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) -> Callable:
@@ -50,7 +82,8 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
         "softmax": lambda q, k, v: ops.softmax_attention(q, k, v),
         "sinkhorn": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), n_iters) @ v,
         "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), 1) @ v,
-        "sinkhorn_plain": lambda q, k, v: ops.sinkhorn_weights(q, k, n_iters) @ v,
+        "sinkhorn_flash": lambda q, k, v: ops.flash_sinkhorn_attention(q, k, v, n_iters),
+        "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_weights(q, k, n_iters) @ v,
         "sliced": lambda q, k, v: ops.sliced_weights(q, k, directions) @ v,  # ESPFormer's published settings
         "asap_dense": lambda q, k, v: ops.c_transform_weights(q, k, asap_dual(q, k)) @ v,
         "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
@@ -78,8 +111,10 @@ def run_case(
     device: str,
 ) -> float:
     """Peak memory (MB) of one call, beyond its inputs."""
-    q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
     fn = method(name, n_iters, slices, head_dim, training)
+    with torch.set_grad_enabled(training):
+        fn(*random_qkv(1, 1, 8, head_dim, torch.device(device)))  # warm-up: library set-up is not the case's
+    q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
     peak = PeakMemory(torch.device(device))
     peak.start()
     with torch.set_grad_enabled(training):
@@ -93,7 +128,8 @@ def peak_memory_mb(name: str, seq_len: int, training: bool, **shape) -> float:
     command = [sys.executable, "-m", "asap.bench.speed", name, str(seq_len), *arguments]
     if training:
         command.append("--training")
-    result = subprocess.run(command, capture_output=True, text=True)
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES)}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         raise RuntimeError(
             f"the peak-memory case {name} at n={seq_len} failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
@@ -122,8 +158,11 @@ def speed_sweep(
     latency ratios to the teacher and to softmax, the threads used, and every timed repeat
     (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model)."""
     names = methods or (TRAINING if training else INFERENCE)
-    if "softmax" not in names or "sinkhorn" not in names:
-        raise ValueError(f"the ratios need softmax and sinkhorn among the methods, got {names}")
+    if "softmax" not in names:
+        raise ValueError(f"the ratios need softmax among the methods, got {names}")
+    unknown = set(names) - set(INFERENCE)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {INFERENCE}")
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
     rows = []
     for seq_len in seq_lens:
@@ -147,7 +186,10 @@ def speed_sweep(
                     "seq_len": seq_len,
                     "latency_ms": milliseconds,
                     "peak_mem_mb": memory,
-                    "speedup_vs_teacher": latency["sinkhorn"] / milliseconds if "sinkhorn" in latency else float("nan"),
+                    **{
+                        column: latency[teacher] / milliseconds if teacher in latency else float("nan")
+                        for column, teacher in TEACHER_IMPLS.items()
+                    },
                     "time_vs_softmax": milliseconds / latency["softmax"],
                     **shape,
                     "timing_threads": threads,

@@ -18,6 +18,7 @@ from asap.ops.entropic import (
     sinkhorn,
     transport_plan,
 )
+from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
 from asap.ops.fused import attention_with_lse, fused_c_transform_attention
 from asap.ops.kantorovich import kantorovich_1d
 from asap.ops.sinkhorn_backward import sinkhorn_attention_matrix
@@ -26,6 +27,7 @@ from asap.ops.slicing import project, slice_directions
 
 __all__ = [
     "attention_with_lse",
+    "flash_sinkhorn_attention",
     "fused_c_transform_attention",
     "attention_from_potentials",
     "attention_scores",

@@ -18,33 +18,96 @@ dense reference this is tested against.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+NO_MASS = -1e5  # a bias whose exp() vanishes, yet stays finite once scaled into an extra head dimension (CUDA)
+
+# dtypes of the fused kernels that return the log-sum-exp (CPU flash attention, CUDA memory-efficient attention)
+FUSED_DTYPES = {
+    "cpu": (torch.float64, torch.float32, torch.bfloat16, torch.float16),
+    "cuda": (torch.float32, torch.bfloat16, torch.float16),
+}
+
+
+def padded_bias(potential: Tensor, token_mask: Tensor | None, fill: float = NO_MASS) -> Tensor:
+    """A potential used as a bias, with padded tokens (``token_mask`` False) at ``fill``: by default
+    :data:`NO_MASS`, so that they neither send nor receive mass."""
+    return potential if token_mask is None else potential.masked_fill(~token_mask, fill)
+
+
+# How the bias reaches each device's fused kernel. CPU flash attention reads an additive mask (B, H, 1, m)
+# through a zero stride, at no cost over plain attention. CUDA's memory-efficient kernel would need the bias
+# padded to an aligned length, which expands a broadcast mask to n x m: there the bias rides in an extra head
+# dimension instead. Both routes run on CPU (the tests exercise the CUDA one with the CPU kernel).
+BIAS_IN_HEAD_DIM = {"cpu": False, "cuda": True}
+
+
+def fused_head_width(head_dim: int, value_dim: int) -> int:
+    """Common head width of the augmented ``q, k, v`` of the bias-in-head-dimension route: room for the bias
+    and for the values (fused kernels want ``q, k, v`` equally wide), rounded up to a multiple of 8, as CUDA's
+    fused kernels want aligned head dimensions (zero padding leaves every dot product unchanged)."""
+    return -(-max(head_dim + 1, value_dim) // 8) * 8
+
+
+def fused_inputs(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``q, k, v`` zero-padded to :func:`fused_head_width`, the key bias riding in dimension ``d`` of the keys:
+    ``[q, 1] . [k, bias sqrt(d)] / sqrt(d) = q . k / sqrt(d) + bias``. Use with ``scale = d ** -0.5``."""
+    head_dim, value_dim = q.shape[-1], v.shape[-1]
+    width = fused_head_width(head_dim, value_dim)
+    q_aug = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
+    k_aug = torch.cat([k, (key_bias * head_dim**0.5).unsqueeze(-1).to(k.dtype)], dim=-1)
+    pad = [0, width - head_dim - 1]
+    return F.pad(q_aug, pad), F.pad(k_aug, pad), F.pad(v, [0, width - value_dim])
+
+
+def _fused_kernel(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
+    """The device's fused attention kernel that returns the row log-sum-exp (equal head widths)."""
+    if q.device.type == "cpu":
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, False, attn_mask=mask, scale=scale
+        )
+    out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, mask, True, scale=scale)
+    return out, lse[..., : q.shape[-2]]  # the kernel pads the log-sum-exp's length
+
+
+def biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """``softmax_j(q_i . k_j / sqrt(d) + key_bias_j) v_j`` and its row log-sum-exp ``(B, H, n)``, from a fused
+    kernel in ``O((n + m) d)`` memory; no autograd (for inputs that need no gradient).
+
+    ``q, k`` are ``(B, H, n|m, d)``, ``v`` is ``(B, H, m, e)``, ``key_bias`` is ``(B, H, m)``.
+
+    * CPU: torch's flash kernel, the bias an additive mask ``(B, H, 1, m)`` broadcast over the queries (read
+      through a zero stride, never expanded). The kernel wants ``q, k, v`` equally wide: if ``e != d`` all
+      three are zero-padded to the wider one (zeros leave every dot product unchanged).
+    * CUDA: memory-efficient attention, the bias riding in an extra head dimension (:func:`fused_inputs`),
+      widths padded to a multiple of 8 for alignment (:data:`BIAS_IN_HEAD_DIM`).
+    * Other devices and dtypes: the dense computation.
+    """
+    head_dim, value_dim = q.shape[-1], v.shape[-1]
+    scale = head_dim**-0.5
+    device = q.device.type
+    if device in FUSED_DTYPES and q.dtype in FUSED_DTYPES[device]:
+        if BIAS_IN_HEAD_DIM[device]:
+            out, lse = _fused_kernel(*fused_inputs(q, k, v, key_bias), None, scale)
+        else:
+            width = max(head_dim, value_dim)
+            if width != head_dim or width != value_dim:
+                q, k, v = (F.pad(t, [0, width - t.shape[-1]]) for t in (q, k, v))
+            mask = key_bias.to(q.dtype).contiguous().unsqueeze(-2)  # a strided bias (a kernel's lse) runs 2x slower
+            out, lse = _fused_kernel(q, k, v, mask, scale)
+        return out[..., :value_dim], lse
+    scores = (q @ k.transpose(-1, -2)) * scale + key_bias.unsqueeze(-2)
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.exp(scores - lse.unsqueeze(-1)) @ v, lse
 
 
 def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
-    """``softmax_j(q_i . k_j / sqrt(d) + key_bias_j) v`` and its row log-sum-exp ``(..., n)``.
-
-    The bias ``(..., m)`` rides in one extra head dimension, ``[q, 1] . [k, bias sqrt(d)] / sqrt(d)``, so fused
-    kernels run without an attention mask (a broadcast mask would be expanded to ``n x m``). Uses a fused kernel
-    that returns the log-sum-exp where torch has one (and no gradient is needed), else the dense computation.
-    """
-    scale = q.shape[-1] ** -0.5
+    """:func:`biased_attention` where no gradient is needed, else the dense computation, which autograd can
+    differentiate."""
     if not torch.is_grad_enabled() or not (q.requires_grad or k.requires_grad or v.requires_grad):
-        fused_cpu = q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16, torch.float16)
-        if fused_cpu or q.device.type == "cuda":
-            q_aug = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
-            k_aug = torch.cat([k, (key_bias / scale).unsqueeze(-1).to(k.dtype)], dim=-1)
-            v_aug = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
-            if fused_cpu:
-                out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                    q_aug, k_aug, v_aug, 0.0, False, scale=scale
-                )
-            else:
-                out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
-                    q_aug, k_aug, v_aug, None, True, scale=scale
-                )
-            return out[..., : v.shape[-1]], lse[..., : q.shape[-2]]
-    scores = (q @ k.transpose(-1, -2)) * scale + key_bias.unsqueeze(-2)
+        return biased_attention(q, k, v, key_bias)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5 + key_bias.unsqueeze(-2)
     lse = torch.logsumexp(scores, dim=-1)
     return torch.exp(scores - lse.unsqueeze(-1)) @ v, lse
 
@@ -57,17 +120,12 @@ def fused_c_transform_attention(
     ``token_mask (B, 1|H, n)`` marks real tokens (padding); padded queries get a zero output, as in the dense path.
     """
     n = q.shape[-2]
-    big_negative = -1e5  # exp() of it vanishes, and it stays finite once scaled into the extra head dimension
     if token_mask is None:
         log_n = torch.log(torch.tensor(float(n), dtype=q.dtype, device=q.device))
-        query_bias = f
     else:
         log_n = token_mask.sum(-1, keepdim=True).to(q.dtype).log()
-        query_bias = f.masked_fill(~token_mask, big_negative)
-    _, column_lse = attention_with_lse(k, q, q, query_bias)  # only the log-sum-exp is used
-    g = -log_n - column_lse  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over the valid keys
-    if token_mask is not None:
-        g = g.masked_fill(~token_mask, big_negative)
+    _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
+    g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)
     if not two_sided:
         out = out * torch.exp(f + log_n + row_lse).unsqueeze(-1)

@@ -163,8 +163,9 @@ def calibration_curve(downstream: pd.DataFrame, stem: Path) -> list[Path]:
 
 
 def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[Path]:
-    """One attention layer: inference latency and peak memory against n, and the training step per method."""
-    figure, axes = _panels(3, width=3.8)
+    """One attention layer: inference latency and peak memory against n; the training step's time and peak
+    memory per method at the longest n timed for every method."""
+    figure, axes = _panels(4, width=3.8)
     single = inference.timing_threads.min()  # the single-threaded sweep, which also measured memory
     inference = inference[(inference["shape"] == "reference") & (inference.timing_threads == single)]
     training = training[(training["shape"] == "reference") & (training.timing_threads == single)]
@@ -176,7 +177,10 @@ def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[P
         axis.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize="small")
     longest = training[training.seq_len == training.seq_len.max()]
-    axes[2].bar(longest.method, longest.latency_ms)
-    axes[2].set(ylabel=f"training step (ms), n={int(longest.seq_len.max())}", yscale="log")
-    axes[2].tick_params(axis="x", rotation=30)
+    n = int(longest.seq_len.max())
+    panels = zip(axes[2:], ["latency_ms", "peak_mem_mb"], ["step (ms)", "step peak memory (MB)"], strict=True)
+    for axis, column, label in panels:
+        axis.bar(longest.method, longest[column])
+        axis.set(ylabel=f"training {label}, n={n}", yscale="log")
+        axis.tick_params(axis="x", rotation=30)
     return save(figure, stem)

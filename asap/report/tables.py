@@ -56,8 +56,10 @@ def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path
 
 def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """Per mode, shape (the reference, or a compiled model's own H, d, T, L), method and n: latency (ms), ratios to
-    the teacher and to softmax, peak memory (MB), and the threads the timing used."""
-    columns = ["heads", "head_dim", "n_iters", "slices", "latency_ms", "speedup_vs_teacher", "time_vs_softmax"]
+    each teacher implementation (lean = the teacher as trained, flash, unrolled) and to softmax, peak memory (MB),
+    and the threads the timing used."""
+    columns = ["batch", "heads", "head_dim", "n_iters", "slices", "latency_ms"]
+    columns += ["speedup_vs_teacher", "speedup_vs_flash", "speedup_vs_unrolled", "time_vs_softmax"]
     columns += ["peak_mem_mb"]
     table = pd.concat([inference, training], ignore_index=True)
     return table.set_index(["mode", "shape", "timing_threads", "method", "seq_len"])[columns].round(2)
