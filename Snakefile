@@ -200,11 +200,13 @@ rule speed:
         seq_lens=lambda wildcards: numbers(SPEED[wildcards.mode + "_seq_lens"]),
         training=lambda wildcards: "--training" if wildcards.mode == "training" else "",
         model_seq_lens=numbers(SPEED["model_seq_lens"]),
+        compiled=lambda wildcards: f"--compiled-seq-lens {numbers(SPEED['compiled_seq_lens'])}"
+        if wildcards.mode == "inference" and SPEED.get("compiled_seq_lens") else "",
         long=f"--long-seq-lens {numbers(SPEED['long_seq_lens'])} --long-batch {SPEED['long_batch']}"
         f" --long-heads {SPEED['long_heads']}" if SPEED.get("long_seq_lens") else "",
     shell:
         ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
-        + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens} {params.long}"
+        + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens} {params.long} {params.compiled}"
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
 

@@ -141,7 +141,13 @@ def _speed(args: argparse.Namespace) -> None:
         device="cuda" if torch_cuda() else "cpu",
     )
     tables = [
-        speed_sweep(training=args.training, threads=threads, measure_memory=index == 0, **options)
+        speed_sweep(
+            training=args.training,
+            threads=threads,
+            measure_memory=index == 0,
+            compiled_seq_lens=[] if args.training else args.compiled_seq_lens,
+            **options,
+        )
         for index, threads in enumerate(args.threads)
     ]
     shapes = []
@@ -352,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--operating-points", nargs="*", default=[], help="speed: compiled models' JSON (their shapes)")
     bench.add_argument("--model-seq-lens", type=int, nargs="+", default=[1024], help="speed: n at the models' shapes")
     bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
+    bench.add_argument(
+        "--compiled-seq-lens", type=int, nargs="*", default=[], help="speed: lengths with torch.compile rows too"
+    )
     bench.add_argument(
         "--long-seq-lens", type=int, nargs="*", default=[], help="speed: lengths for the streaming methods only"
     )

@@ -14,7 +14,7 @@ from asap.bench import (
     length_generalisation,
     paired_bootstrap_interval,
 )
-from asap.bench.speed import INFERENCE, speed_sweep, streaming_methods
+from asap.bench.speed import COMPILED, INFERENCE, speed_sweep, streaming_methods
 from asap.bench.timing import median_ms
 from asap.compile import OperatingPoint
 from asap.data import create_datamodule
@@ -172,6 +172,27 @@ def test_speed_sweep_ratios_limits_and_repeats():
     assert (table.peak_mem_mb >= 0).all(), "every case ran in its own process"
     assert streaming_methods(training=True) == ("softmax", "sinkhorn_flash")
     assert streaming_methods(training=False) == ("softmax", "sinkhorn_flash", "asap_fused")
+
+
+def test_speed_sweep_compiled_rows():
+    """At the compiled lengths each compiled method gets its own row with its speed-up over eager."""
+    table = speed_sweep(
+        seq_lens=(16,),
+        batch=1,
+        heads=2,
+        head_dim=8,
+        slices=4,
+        min_run_time=0.01,
+        methods=("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused"),
+        measure_memory=False,
+        compiled_seq_lens=(16,),
+    )
+    compiled = table[table.method.isin(COMPILED)].set_index("method")
+    assert set(compiled.index) == set(COMPILED)
+    eager = table.set_index("method").latency_ms
+    for name, row in compiled.iterrows():
+        assert row.speedup_vs_eager == pytest.approx(eager[name.removesuffix("_compiled")] / row.latency_ms)
+    assert table[~table.method.isin(COMPILED)].speedup_vs_eager.isna().all()
 
 
 def test_frontier_slices_keep_the_operating_point_and_one_sided_choice_is_checked(teacher, mnist):

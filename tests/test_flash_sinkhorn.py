@@ -10,7 +10,8 @@ from torch.utils._pytree import tree_flatten
 import asap.ops.fused
 from asap import ops
 from asap.nn import Attention, key_padding_mask
-from asap.nn.normalisers import FLASH_SINKHORN_MIN_LEN, Sinkhorn, sinkhorn_impl
+from asap.nn.normalisers import Sinkhorn
+from asap.ops import FLASH_SINKHORN_MIN_LEN, sinkhorn_impl
 
 
 def qkv(batch=2, heads=3, n=11, d=8, scale=2.0, dtype=torch.float64, m=None, seed=0):
@@ -124,6 +125,16 @@ def test_normaliser_implementations_agree_in_value_and_gradient(masked):
     for impl in ("lean", "unrolled"):
         assert (outputs["flash"] - outputs[impl]).abs().max() < 1e-12, impl
         assert (grads["flash"] - grads[impl]).abs().max() < 1e-10, impl
+
+
+def test_functional_switch_gives_one_value_per_implementation():
+    q, k, v = qkv()
+    valid = random_padding(2, 11, min_valid=3)[:, None]
+    outputs = {impl: ops.sinkhorn_attention(q, k, v, 3, valid, impl=impl) for impl in ("flash", "lean", "unrolled")}
+    assert all((outputs["flash"] - out).abs().max() < 1e-12 for out in outputs.values())
+    assert torch.equal(ops.sinkhorn_attention(q, k, v, 3, valid), outputs["lean"]), "auto: lean at n = 11 on CPU"
+    with pytest.raises(ValueError, match="unknown Sinkhorn implementation"):
+        ops.sinkhorn_attention(q, k, v, 3, impl="dense")
 
 
 def test_auto_rule_and_its_fallbacks():

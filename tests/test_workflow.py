@@ -42,7 +42,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "profile, trains, teachers",
-    [("default", 11, 5), ("paper", 108, 54), ("mini", 3, 1)],
+    [("default", 11, 5), ("paper", 108, 54), ("mini", 3, 1), ("gpu", 42, 18)],
 )
 def test_dry_run(profile, trains, teachers, tmp_path):
     result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)

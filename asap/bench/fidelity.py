@@ -24,12 +24,13 @@ def capture_layer_inputs(
 
         return hook
 
+    device = next(model.parameters()).device
     handles = [layer.register_forward_pre_hook(recorder(name), with_kwargs=True) for name, layer in layers.items()]
     try:
         for index, (inputs, _) in enumerate(batches):
             if index == num_batches:
                 break
-            model(inputs)
+            model(inputs.to(device))
     finally:
         for handle in handles:
             handle.remove()

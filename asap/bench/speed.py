@@ -1,8 +1,8 @@
 """Speed and memory of one attention layer per method, against sequence length, and of a training step.
 
 Latency is measured side by side in one process (warm-up, repeated timing, median). Peak memory is measured
-per case in a fresh subprocess, after a small warm-up call of the same method (so that one-off library set-up
-is not counted): on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak resident set
+per case in a fresh subprocess, after a warm-up call of the same case (so that one-off library set-up and
+compilation are not counted): on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak resident set
 above its size before the call (torch keeps no allocator statistics on CPU). On CPU the subprocess fixes
 glibc's mmap threshold (``MALLOC_MMAP_THRESHOLD_``): every large tensor is then mapped on allocation and
 unmapped when freed, so the resident set follows the live tensors instead of whatever the heap kept.
@@ -13,7 +13,9 @@ were trained), ``sinkhorn_flash`` the flash one (``2T + 1`` fused passes, ``O(n 
 plain autograd through the iterations; 1-iteration Sinkhorn (lean, 3 passes: the cheapest truncation that is
 still doubly stochastic in part); sliced transport (ESPFormer); ASAP with its dense reference path and with the
 fused two-pass path. Training: forward + backward of the same layer. Every row carries its speed-up over each
-teacher implementation and its time relative to softmax. Timings run on ``threads`` threads, recorded in every
+teacher implementation and its time relative to softmax. At the ``compiled_seq_lens``, softmax, the lean and
+flash teachers and fused ASAP also run under ``torch.compile`` (inductor, static shapes) as their own rows
+(``<method>_compiled``), with their speed-up over eager. Timings run on ``threads`` threads, recorded in every
 row.
 
 Besides the reference shape (``B = 2, H = 4, d = 64``), :func:`speed_sweep` runs at the compiled models' own
@@ -51,6 +53,8 @@ INFERENCE = (
 )
 MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", "asap_fused")  # models' shapes
 STREAMING = ("softmax", "sinkhorn_flash", "asap_fused")  # never hold an n x n tensor
+COMPILED_SUFFIX = "_compiled"  # the method under torch.compile (inductor, static shapes), inference only
+COMPILED = tuple(name + COMPILED_SUFFIX for name in ("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused"))
 TRAINING = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
 
 
@@ -80,14 +84,20 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
 
     methods = {
         "softmax": lambda q, k, v: ops.softmax_attention(q, k, v),
-        "sinkhorn": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), n_iters) @ v,
-        "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), 1) @ v,
-        "sinkhorn_flash": lambda q, k, v: ops.flash_sinkhorn_attention(q, k, v, n_iters),
-        "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_weights(q, k, n_iters) @ v,
+        "sinkhorn": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="lean"),
+        "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention(q, k, v, 1, impl="lean"),
+        "sinkhorn_flash": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="flash"),
+        "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="unrolled"),
         "sliced": lambda q, k, v: ops.sliced_weights(q, k, directions) @ v,  # ESPFormer's published settings
         "asap_dense": lambda q, k, v: ops.c_transform_weights(q, k, asap_dual(q, k)) @ v,
         "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
     }
+    if name.endswith(COMPILED_SUFFIX):
+        if training:
+            raise ValueError(f"{name}: compiled methods are timed at inference only")
+        return torch.compile(
+            method(name.removesuffix(COMPILED_SUFFIX), n_iters, slices, head_dim, False), dynamic=False
+        )
     fn = methods[name]
     if not training:
         return fn
@@ -112,9 +122,9 @@ def run_case(
 ) -> float:
     """Peak memory (MB) of one call, beyond its inputs."""
     fn = method(name, n_iters, slices, head_dim, training)
-    with torch.set_grad_enabled(training):
-        fn(*random_qkv(1, 1, 8, head_dim, torch.device(device)))  # warm-up: library set-up is not the case's
     q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
+    with torch.set_grad_enabled(training):
+        fn(q, k, v)  # warm-up: library set-up and compilation are not the case's; its tensors are unmapped again
     peak = PeakMemory(torch.device(device))
     peak.start()
     with torch.set_grad_enabled(training):
@@ -153,25 +163,29 @@ def speed_sweep(
     methods: Sequence[str] | None = None,
     measure_memory: bool = True,
     shape_label: str = "reference",
+    compiled_seq_lens: Sequence[int] = (),
 ) -> pd.DataFrame:
     """One row per (method, n): latency (median), peak memory (unless ``measure_memory`` is off: then empty),
-    latency ratios to the teacher and to softmax, the threads used, and every timed repeat
-    (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model)."""
+    latency ratios to each teacher implementation and to softmax, the threads used, and every timed repeat
+    (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model). At
+    ``compiled_seq_lens`` (inference) the :data:`COMPILED` methods run too, with their speed-up over eager."""
     names = methods or (TRAINING if training else INFERENCE)
     if "softmax" not in names:
         raise ValueError(f"the ratios need softmax among the methods, got {names}")
     unknown = set(names) - set(INFERENCE)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {INFERENCE}")
+    if training and compiled_seq_lens:
+        raise ValueError("compiled methods are timed at inference only")
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
     rows = []
     for seq_len in seq_lens:
         q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
         latency, runs = {}, {}
-        for name in names:
+        for name in (*names, *(COMPILED if seq_len in compiled_seq_lens else ())):
             if name == "sliced" and seq_len > sliced_max_len:
                 continue  # L x n x n tensors: out of reach at this length
-            if name not in STREAMING and seq_len > dense_max_len:
+            if name.removesuffix(COMPILED_SUFFIX) not in STREAMING and seq_len > dense_max_len:
                 continue  # n x n tensors: out of reach at this length
             fn = method(name, n_iters, slices, head_dim, training)
             runs[name] = timings_ms(partial(fn, q, k, v), min_run_time, grad=training, threads=threads)
@@ -191,6 +205,9 @@ def speed_sweep(
                         for column, teacher in TEACHER_IMPLS.items()
                     },
                     "time_vs_softmax": milliseconds / latency["softmax"],
+                    "speedup_vs_eager": latency.get(name.removesuffix(COMPILED_SUFFIX), float("nan")) / milliseconds
+                    if name.endswith(COMPILED_SUFFIX)
+                    else float("nan"),
                     **shape,
                     "timing_threads": threads,
                     "latency_runs_ms": runs[name],

@@ -7,12 +7,12 @@ Each class names its hub id and columns in one place; ``source=`` points a class
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 import PIL.Image
 import torch
@@ -20,12 +20,24 @@ from torch import Tensor
 
 from asap.data.base import TextDataModule, VisionDataModule, cached, split_by_group
 
+if TYPE_CHECKING:
+    import datasets
+
 log = logging.getLogger(__name__)
+
+
+def _datasets():
+    """The ``datasets`` library, imported on first use: the offline tasks (and a GPU machine without it) never
+    need it."""
+    try:
+        return importlib.import_module("datasets")
+    except ImportError:
+        raise ImportError("hub data sets need the 'datasets' package (pip install datasets)") from None
 
 
 def load_hub_splits(source: str, cache_dir: Path, val_fraction: float, seed: int) -> dict[str, datasets.Dataset]:
     """train/val/test of a hub data set, carving a seeded ``val_fraction`` of train when it has no validation."""
-    hub = datasets.load_dataset(source, cache_dir=str(cache_dir))
+    hub = _datasets().load_dataset(source, cache_dir=str(cache_dir))
     if "validation" in hub:
         return {"train": hub["train"], "val": hub["validation"], "test": hub["test"]}
     order = np.random.default_rng(seed).permutation(len(hub["train"]))
@@ -51,7 +63,7 @@ class HubSource:
         self.source, self.val_fraction = source or self.source, val_fraction
 
     def prepare_data(self) -> None:
-        datasets.load_dataset(self.source, cache_dir=str(self.data_dir / "hub"))
+        _datasets().load_dataset(self.source, cache_dir=str(self.data_dir / "hub"))
 
     def hub_splits(self) -> dict[str, datasets.Dataset]:
         return load_hub_splits(self.source, self.data_dir / "hub", self.val_fraction, self.split_seed)
@@ -154,8 +166,8 @@ class CatsDogs(HubVisionDataModule):
         return cached(self.cache_path, self._decode)
 
     def _decode(self) -> dict[str, Any]:
-        hub = datasets.load_dataset(self.source, split="train", cache_dir=str(self.data_dir / "hub"))
-        hub = hub.cast_column(self.image_column, datasets.Image(decode=False))  # decode here, to skip bad files
+        hub = _datasets().load_dataset(self.source, split="train", cache_dir=str(self.data_dir / "hub"))
+        hub = hub.cast_column(self.image_column, _datasets().Image(decode=False))  # decode here, to skip bad files
         size, n_rows = self.image_size, len(hub)
         images, kept, skipped = np.empty((n_rows, size, size, 3), np.uint8), [], []
         for row, item in enumerate(hub[self.image_column]):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from asap import ops
 from asap.nn.dual_maps import DUAL_MAPS
+from asap.ops.masking import checking_data
 
 
 def pair_mask(mask: Tensor | None) -> Tensor | None:
@@ -35,7 +36,7 @@ def token_mask(mask: Tensor | None) -> Tensor | None:
         return mask[..., 0, :]  # a key-padding mask (..., 1, N) pads the matching queries: valid by construction
     pairs = pair_mask(mask)
     tokens = pairs.any(dim=-1)
-    if not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):
+    if checking_data() and not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):
         raise ValueError("this normaliser supports padding masks only (valid queries x valid keys)")
     return tokens
 
@@ -67,26 +68,6 @@ class Softmax(Normaliser):
         return ops.softmax_attention(q, k, v, mask, dropout_p if self.training else 0.0)
 
 
-SINKHORN_IMPLS = ("auto", "flash", "lean", "unrolled")
-FLASH_SINKHORN_MIN_LEN = 2048  # on CPU; measured crossover, see sinkhorn_impl
-
-
-def sinkhorn_impl(seq_len: int, device: torch.device) -> str:
-    """The Sinkhorn implementation ``impl="auto"`` runs: ``flash`` on CUDA and, on CPU, from
-    :data:`FLASH_SINKHORN_MIN_LEN` tokens on; ``lean`` below.
-
-    Measured side by side on the 2-core CPU (B=2, H=4, d=64, T=3, 2 threads; ``asap bench speed`` records the
-    workflow's numbers): flash/lean time 2.2 (inference) and 3.0 (training step) at n=128, 1.4 and 2.4 at n=512,
-    1.0 and 1.1-1.3 at n=1024, 0.8 and 1.06 at n=2048, while flash holds ``O(n d)`` instead of ``n x n`` memory
-    (at n=1024 its training step needs 18 MB against lean's 163 MB). On CUDA the lean teacher's ``n x n``
-    traffic dominates and the fused kernels are fast, so flash is the default
-    there at every length (not yet measured: no GPU was lent when this rule was set).
-    """
-    if torch.device(device).type == "cuda" or seq_len >= FLASH_SINKHORN_MIN_LEN:
-        return "flash"
-    return "lean"
-
-
 class Sinkhorn(Normaliser):
     """Sinkformer: ``n_iters`` log-domain Sinkhorn iterations, differentiated end to end.
 
@@ -97,16 +78,17 @@ class Sinkhorn(Normaliser):
     * ``lean``: the ``n x n`` matrix with an exact backward that saves ``O(n)`` per iteration
       (:func:`asap.ops.sinkhorn_attention_matrix`);
     * ``unrolled``: plain autograd through the iterations (the reference);
-    * ``auto`` (default): :func:`sinkhorn_impl` of the sequence length and device, falling back to ``lean``
-      where flash does not apply (a mask that is not a key-padding mask ``(B, 1, 1, N)``, attention dropout).
+    * ``auto`` (default): :func:`asap.ops.sinkhorn_impl` of the sequence length and device, falling back to
+      ``lean`` where flash does not apply (a mask that is not a key-padding mask ``(B, 1, 1, N)``, attention
+      dropout).
     """
 
     name = "sinkhorn"
 
     def __init__(self, num_heads: int, head_dim: int, n_iters: int = 3, impl: str = "auto") -> None:
         super().__init__()
-        if impl not in SINKHORN_IMPLS:
-            raise ValueError(f"unknown Sinkhorn implementation {impl!r}; choose one of {SINKHORN_IMPLS}")
+        if impl not in ops.SINKHORN_IMPLS:
+            raise ValueError(f"unknown Sinkhorn implementation {impl!r}; choose one of {ops.SINKHORN_IMPLS}")
         if n_iters < 0:
             raise ValueError(f"n_iters must be >= 0, got {n_iters}")
         self.n_iters = n_iters
@@ -122,12 +104,12 @@ class Sinkhorn(Normaliser):
         impl = self.impl
         if impl == "auto":
             padding_only = mask is None or (mask.ndim >= 2 and mask.shape[-2] == 1)
-            impl = sinkhorn_impl(q.shape[-2], q.device) if padding_only and not dropout else "lean"
+            impl = ops.sinkhorn_impl(q.shape[-2], q.device) if padding_only and not dropout else "lean"
         if impl != "flash":
             return super().forward(q, k, v, mask, dropout_p)
         if dropout:
             raise ValueError("the flash Sinkhorn has no attention dropout; use impl='lean' or 'auto' with it")
-        return ops.flash_sinkhorn_attention(q, k, v, self.n_iters, token_mask(mask))
+        return ops.sinkhorn_attention(q, k, v, self.n_iters, token_mask(mask), impl="flash")
 
     def extra_repr(self) -> str:
         return f"n_iters={self.n_iters}, impl={self.impl}"
@@ -228,7 +210,7 @@ class ASAP(Normaliser):
 
     def dual(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         """The predicted query-side dual ``f (B, H, N)``."""
-        if not bool(self.calibrated):
+        if checking_data() and not bool(self.calibrated):
             raise RuntimeError(
                 "ASAP attention is not calibrated: compile it from a trained Sinkhorn teacher with "
                 "asap.compile(...) or load a compiled checkpoint"

@@ -12,7 +12,8 @@ The two half-steps are entropic c-transforms, one per side:
     g_j = \log b_j - \operatorname{LSE}_i (S_{ij} + f_i) \quad\text{(columns exact)}, \qquad
     f_i = \log a_i - \operatorname{LSE}_j (S_{ij} + g_j) \quad\text{(rows exact)}.
 
-All functions are batched over any leading dimensions, keep the input dtype and are differentiable.
+All functions are batched over any leading dimensions and differentiable. Potentials are computed and returned
+in at least float32 (the dtype policy of :mod:`asap.ops`); plans and attention come back in the scores' dtype.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from asap.ops.masking import Marginals, apply_mask, as_pair_mask, check_finite, zero_invalid
+from asap.ops.masking import Marginals, apply_mask, as_pair_mask, check_finite, potential_dtype, zero_invalid
 
 
 def _check_scores(scores: Tensor) -> None:
@@ -63,6 +64,7 @@ def sinkhorn(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> tuple[
     _check_scores(scores)
     if n_iters < 0:
         raise ValueError(f"n_iters must be >= 0, got {n_iters}")
+    scores = scores.to(potential_dtype(scores.dtype))
     mask = as_pair_mask(mask, scores)
     marginals = Marginals(scores, mask)
     masked_scores = apply_mask(scores, mask)
@@ -88,6 +90,7 @@ def entropic_c_transform(
     if f.shape != scores.shape[:-1]:
         raise ValueError(f"f must have shape {tuple(scores.shape[:-1])} (scores without m), got {tuple(f.shape)}")
     check_finite("f", f)
+    scores, f = scores.to(potential_dtype(scores.dtype)), f.to(potential_dtype(scores.dtype))
     mask = as_pair_mask(mask, scores)
     marginals = Marginals(scores, mask)
     masked_scores = apply_mask(scores, mask)
@@ -97,14 +100,16 @@ def entropic_c_transform(
 
 
 def transport_plan(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``P = exp(S + f ⊕ g)``, with exactly zero mass on masked pairs."""
-    masked_scores = apply_mask(scores, as_pair_mask(mask, scores))
-    return torch.exp(masked_scores + f.unsqueeze(-1) + g.unsqueeze(-2))
+    """``P = exp(S + f ⊕ g)``, with exactly zero mass on masked pairs (summed in the potentials' dtype)."""
+    work = scores.to(torch.promote_types(potential_dtype(scores.dtype), f.dtype))
+    masked_scores = apply_mask(work, as_pair_mask(mask, scores))
+    return torch.exp(masked_scores + f.unsqueeze(-1) + g.unsqueeze(-2)).to(scores.dtype)
 
 
 def attention_from_potentials(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = None) -> Tensor:
     """Attention ``A = n * P`` (``n`` valid queries), so that an exact row sums to 1."""
+    work = scores.to(torch.promote_types(potential_dtype(scores.dtype), f.dtype))
     mask = as_pair_mask(mask, scores)
-    log_n = -Marginals(scores, mask).log_a
-    masked_scores = apply_mask(scores, mask)
-    return torch.exp(masked_scores + (f + log_n).unsqueeze(-1) + g.unsqueeze(-2))
+    log_n = -Marginals(work, mask).log_a
+    masked_scores = apply_mask(work, mask)
+    return torch.exp(masked_scores + (f + log_n).unsqueeze(-1) + g.unsqueeze(-2)).to(scores.dtype)

@@ -53,13 +53,14 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from asap.ops.fused import BIAS_IN_HEAD_DIM, NO_MASS, biased_attention, fused_inputs, padded_bias
+from asap.ops.masking import checking_data, potential_dtype
 
 
-def _log_uniform(token_mask: Tensor | None, size: int, like: Tensor) -> Tensor | float:
+def _log_uniform(token_mask: Tensor | None, size: int, dtype: torch.dtype) -> Tensor | float:
     """``log(1/n)`` over the valid tokens: a float, or ``(B, 1|H, 1)`` with a mask."""
     if token_mask is None:
         return -math.log(size)
-    return -token_mask.sum(-1, keepdim=True).to(like.dtype).log()
+    return -token_mask.sum(-1, keepdim=True).to(dtype).log()
 
 
 def _weighted(x: Tensor, weights: Tensor) -> Tensor:
@@ -88,28 +89,29 @@ def _output_pass_backward(
             out = F.scaled_dot_product_attention(*leaves, scale=scale)
             grads = torch.autograd.grad(out, leaves, F.pad(grad_out, [0, out.shape[-1] - value_dim]))
         grad_q, grad_k, grad_v = grads[0][..., :head_dim], grads[1][..., :head_dim], grads[2][..., :value_dim]
-        return grad_q, grad_k, grad_v, grads[1][..., head_dim] * head_dim**0.5
+        return grad_q, grad_k, grad_v, grads[1][..., head_dim].to(potential_dtype(q.dtype)) * head_dim**0.5
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-        out = F.scaled_dot_product_attention(
-            *leaves, attn_mask=key_bias.to(q.dtype).contiguous().unsqueeze(-2), scale=scale
-        )
+        mask = key_bias.to(potential_dtype(q.dtype)).contiguous().unsqueeze(-2)
+        out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, scale=scale)
         grad_q, grad_k, grad_v = torch.autograd.grad(out, leaves, grad_out)
-    delta = (grad_out * out.detach()).sum(-1)  # D_i
+    work = potential_dtype(q.dtype)
+    delta = (grad_out.to(work) * out.detach().to(work)).sum(-1)  # D_i
     del out, leaves
-    values = delta.unsqueeze(-1).expand_as(q).contiguous()  # the kernel wants values as wide as the queries
+    values = delta.unsqueeze(-1).expand_as(q).to(q.dtype).contiguous()  # as wide as the queries, for the kernel
     query_bias = padded_bias(-row_lse, token_mask, NO_MASS)
     weighted_delta, lse = biased_attention(k, q, values, query_bias)
     delta_sums = torch.exp(key_bias + lse) * weighted_delta[..., 0]  # sum_i P_ij D_i
-    return grad_q, grad_k, grad_v, (v * grad_v).sum(-1) - delta_sums
+    return grad_q, grad_k, grad_v, (v.to(work) * grad_v.to(work)).sum(-1) - delta_sums
 
 
 class _FlashSinkhorn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, q: Tensor, k: Tensor, v: Tensor, n_iters: int, token_mask: Tensor | None) -> Tensor:
-        log_a = _log_uniform(token_mask, q.shape[-2], q)
-        log_b = _log_uniform(token_mask, k.shape[-2], q)
-        key_bias = k.new_zeros(k.shape[:-1])  # g_0 = 0
+        work = potential_dtype(q.dtype)  # potentials and log-sum-exps (asap.ops' dtype policy)
+        log_a = _log_uniform(token_mask, q.shape[-2], work)
+        log_b = _log_uniform(token_mask, k.shape[-2], work)
+        key_bias = k.new_zeros(k.shape[:-1], dtype=work)  # g_0 = 0
         key_biases, query_biases = [], []  # g_t (t = 0..T) and f_t (t = 0..T-1), padded tokens at NO_MASS
         for _ in range(n_iters):
             key_bias = padded_bias(key_bias, token_mask)
@@ -138,7 +140,8 @@ class _FlashSinkhorn(torch.autograd.Function):
         if token_mask is not None:
             grad_out = grad_out * token_mask.unsqueeze(-1).to(grad_out.dtype)
         grad_q, grad_k, grad_v, grad_g = _output_pass_backward(q, k, v, key_biases[-1], row_lse, grad_out, token_mask)
-        grad_q, grad_k = grad_q.clone(), grad_k.clone()  # accumulators from here on
+        work = potential_dtype(q.dtype)
+        grad_q, grad_k = grad_q.to(work, copy=True), grad_k.to(work, copy=True)  # accumulators from here on
         for t in reversed(range(ctx.n_iters)):
             # Column step g_{t+1} = log b - LSE_i(S_ij + f_t,i): S_bar_ij = u_j C^t_ij.
             u = -padded_bias(grad_g, token_mask, fill=0.0)
@@ -159,7 +162,7 @@ class _FlashSinkhorn(torch.autograd.Function):
             grad_k.addcmul_(column_sums.unsqueeze(-1), out[..., :head_dim], value=scale)
             grad_g = column_sums * out[..., head_dim]
             del out
-        return grad_q, grad_k, grad_v, None, None
+        return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v, None, None
 
 
 def flash_sinkhorn_attention(q: Tensor, k: Tensor, v: Tensor, n_iters: int, token_mask: Tensor | None = None) -> Tensor:
@@ -201,6 +204,6 @@ def flash_sinkhorn_attention(q: Tensor, k: Tensor, v: Tensor, n_iters: int, toke
                 f"token_mask must be (B, 1|H, n) for self-attention with n = {q.shape[-2]} queries and keys, got "
                 f"{tuple(token_mask.shape)} for {q.shape[-2]} queries and {k.shape[-2]} keys"
             )
-        if not token_mask.any(-1).all():
+        if checking_data() and not token_mask.any(-1).all():
             raise ValueError("token_mask leaves a problem with no valid token")
     return _FlashSinkhorn.apply(q, k, v, n_iters, token_mask)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asap.ops.masking import potential_dtype
+
 NO_MASS = -1e5  # a bias whose exp() vanishes, yet stays finite once scaled into an extra head dimension (CUDA)
 
 # dtypes of the fused kernels that return the log-sum-exp (CPU flash attention, CUDA memory-efficient attention)
@@ -56,7 +58,8 @@ def fused_inputs(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Ten
     head_dim, value_dim = q.shape[-1], v.shape[-1]
     width = fused_head_width(head_dim, value_dim)
     q_aug = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
-    k_aug = torch.cat([k, (key_bias * head_dim**0.5).unsqueeze(-1).to(k.dtype)], dim=-1)
+    lowest = -torch.finfo(k.dtype).max / (2 * head_dim**0.5)  # NO_MASS * sqrt(d) overflows float16
+    k_aug = torch.cat([k, (key_bias.clamp(min=lowest) * head_dim**0.5).unsqueeze(-1).to(k.dtype)], dim=-1)
     pad = [0, width - head_dim - 1]
     return F.pad(q_aug, pad), F.pad(k_aug, pad), F.pad(v, [0, width - value_dim])
 
@@ -83,6 +86,10 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple
     * CUDA: memory-efficient attention, the bias riding in an extra head dimension (:func:`fused_inputs`),
       widths padded to a multiple of 8 for alignment (:data:`BIAS_IN_HEAD_DIM`).
     * Other devices and dtypes: the dense computation.
+
+    The log-sum-exp comes back in at least float32 (:func:`asap.ops.masking.potential_dtype`), the output in
+    ``v``'s dtype. On CPU the bias stays in that precision too (the kernel takes a float32 mask with half inputs);
+    in the head-dimension route it is rounded to the keys' dtype.
     """
     head_dim, value_dim = q.shape[-1], v.shape[-1]
     scale = head_dim**-0.5
@@ -94,12 +101,13 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple
             width = max(head_dim, value_dim)
             if width != head_dim or width != value_dim:
                 q, k, v = (F.pad(t, [0, width - t.shape[-1]]) for t in (q, k, v))
-            mask = key_bias.to(q.dtype).contiguous().unsqueeze(-2)  # a strided bias (a kernel's lse) runs 2x slower
-            out, lse = _fused_kernel(q, k, v, mask, scale)
-        return out[..., :value_dim], lse
-    scores = (q @ k.transpose(-1, -2)) * scale + key_bias.unsqueeze(-2)
+            mask = key_bias.to(potential_dtype(q.dtype))
+            out, lse = _fused_kernel(q, k, v, mask.contiguous().unsqueeze(-2), scale)  # a strided bias: 2x slower
+        return out[..., :value_dim], lse.to(potential_dtype(q.dtype))
+    work = potential_dtype(q.dtype)
+    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale + key_bias.unsqueeze(-2)
     lse = torch.logsumexp(scores, dim=-1)
-    return torch.exp(scores - lse.unsqueeze(-1)) @ v, lse
+    return (torch.exp(scores - lse.unsqueeze(-1)) @ v.to(work)).to(v.dtype), lse
 
 
 def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -120,15 +128,16 @@ def fused_c_transform_attention(
     ``token_mask (B, 1|H, n)`` marks real tokens (padding); padded queries get a zero output, as in the dense path.
     """
     n = q.shape[-2]
+    f = f.to(potential_dtype(q.dtype))
     if token_mask is None:
-        log_n = torch.log(torch.tensor(float(n), dtype=q.dtype, device=q.device))
+        log_n = torch.log(torch.tensor(float(n), dtype=f.dtype, device=q.device))
     else:
-        log_n = token_mask.sum(-1, keepdim=True).to(q.dtype).log()
+        log_n = token_mask.sum(-1, keepdim=True).to(f.dtype).log()
     _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
     g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)
     if not two_sided:
-        out = out * torch.exp(f + log_n + row_lse).unsqueeze(-1)
+        out = (out.to(f.dtype) * torch.exp(f + log_n + row_lse).unsqueeze(-1)).to(out.dtype)
     if token_mask is not None:
         out = out * token_mask.unsqueeze(-1).to(out.dtype)
     return out

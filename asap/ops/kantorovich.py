@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asap.ops.masking import check_finite
+from asap.ops.masking import check_finite, checking_data, potential_dtype
 
 
 def kantorovich_1d(x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -35,12 +35,13 @@ def kantorovich_1d(x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Te
         ``(phi, psi)``, each ``(..., n, L)``: ``phi_i + psi_j <= -x_i y_j`` and
         ``mean(phi) + mean(psi)`` equals the optimal cost ``(1/n) sum_k -x_(k) y_(k)``.
         Gauge: ``phi`` has zero mean over the valid points, so ``mean(psi)`` is the optimal cost.
-        Padded points get potential 0.
+        Padded points get potential 0. In at least float32 (the cumulative sums run over ``n``).
     """
     if x.shape != y.shape or x.ndim < 2:
         raise ValueError(f"x and y must share a shape (..., n, L), got {tuple(x.shape)} and {tuple(y.shape)}")
     check_finite("x", x)
     check_finite("y", y)
+    x, y = x.to(potential_dtype(x.dtype)), y.to(potential_dtype(y.dtype))
     if mask is not None:
         try:
             mask = mask.expand(x.shape[:-1])
@@ -48,7 +49,7 @@ def kantorovich_1d(x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Te
             mask = None
         if mask is None or mask.dtype != torch.bool:
             raise ValueError(f"mask must be boolean and broadcast to {tuple(x.shape[:-1])}")
-        if not mask.any(dim=-1).all():
+        if checking_data() and not mask.any(dim=-1).all():
             raise ValueError("mask leaves a problem with no valid point")
         # Padded points become copies of the largest valid value: they sort last and add zero increments.
         valid = mask.unsqueeze(-1)
@@ -84,25 +85,27 @@ def query_potentials_1d(x: Tensor, y: Tensor, mask: Tensor | None = None, numpy_
         x: source points ``(..., n)``; every leading index is its own problem.
         y: target points ``(..., n)``, same shape as ``x``.
         mask: optional boolean, broadcastable to ``x.shape``, marking the valid points of both x and y.
-        numpy_sort: sort with numpy (True) or torch (False); ``None`` picks numpy where it can (CPU, float32/64,
+        numpy_sort: sort with numpy (True) or torch (False); ``None`` picks numpy where it can (CPU,
             no gradient needed through x or y). torch's CPU sort is much slower than numpy's for these shapes:
             for a ``(64, 1024)`` float32 tensor, single-threaded, ``torch.sort`` takes ~3.8 ms where
             ``np.sort`` takes ~0.3 ms and ``np.argsort`` ~1.2-1.8 ms. Elsewhere, or when autograd must flow, torch.
 
     Returns:
-        ``phi (..., n)`` in ``x``'s dtype.
+        ``phi (..., n)`` in at least float32 (the cumulative sum runs over ``n``).
     """
     if x.shape != y.shape or x.ndim < 1:
         raise ValueError(f"x and y must share a shape (..., n), got {tuple(x.shape)} and {tuple(y.shape)}")
     numpy_ok = (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()  # numpy is opaque to the compiler
+        and x.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)  # upcast below
         and not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
     )
     if numpy_sort is None:
         numpy_sort = numpy_ok
     elif numpy_sort and not numpy_ok:
         raise ValueError("numpy_sort needs CPU float32/float64 inputs and no gradient through them")
+    x, y = x.to(potential_dtype(x.dtype)), y.to(potential_dtype(y.dtype))  # the cumulative sum runs over n
     weights = None
     if mask is not None:
         try:
@@ -111,7 +114,7 @@ def query_potentials_1d(x: Tensor, y: Tensor, mask: Tensor | None = None, numpy_
             broadcasts = False
         if mask.dtype != torch.bool or not broadcasts:
             raise ValueError(f"mask must be boolean and broadcast to {tuple(x.shape)}")
-        if not mask.any(dim=-1).all():  # on the unexpanded mask: cheap
+        if checking_data() and not mask.any(dim=-1).all():  # on the unexpanded mask: cheap
             raise ValueError("mask leaves a problem with no valid point")
         # Padded points become copies of the largest valid value: they sort last and add zero increments.
         x = torch.where(mask, x, x.masked_fill(~mask, -torch.inf).amax(dim=-1, keepdim=True))

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from asap.ops.masking import Marginals, apply_mask, as_pair_mask, zero_invalid
+from asap.ops.masking import Marginals, apply_mask, as_pair_mask, potential_dtype, zero_invalid
 
 
 def _logsumexp_(work: Tensor, dim: int) -> Tensor:
@@ -92,4 +92,5 @@ def sinkhorn_attention_matrix(scores: Tensor, n_iters: int, mask: Tensor | None 
     unrolled iterations, at the memory of two ``n x n`` buffers instead of one per half-step.
     """
     mask = as_pair_mask(mask, scores)
-    return _SinkhornAttention.apply(apply_mask(scores, mask), n_iters, Marginals(scores, mask))
+    work = scores.to(potential_dtype(scores.dtype))  # log-sum-exps in at least float32 (asap.ops' dtype policy)
+    return _SinkhornAttention.apply(apply_mask(work, mask), n_iters, Marginals(work, mask)).to(scores.dtype)

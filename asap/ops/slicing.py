@@ -35,5 +35,5 @@ def project(x: Tensor, directions: Tensor) -> Tensor:
     """
     scale = x.shape[-1] ** -0.25
     if directions.ndim == 3:  # one set per head: x is (..., H, n, d)
-        return torch.einsum("...hnd,hdl->...hnl", x, directions.to(x.dtype)) * scale
-    return (x @ directions.to(x.dtype)) * scale
+        return torch.einsum("...hnd,hdl->...hnl", x, directions.to(x)) * scale
+    return (x @ directions.to(x)) * scale

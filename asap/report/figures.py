@@ -168,6 +168,7 @@ def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[P
     figure, axes = _panels(4, width=3.8)
     single = inference.timing_threads.min()  # the single-threaded sweep, which also measured memory
     inference = inference[(inference["shape"] == "reference") & (inference.timing_threads == single)]
+    inference = inference[~inference.method.str.endswith("_compiled")]  # one length only: in the table
     training = training[(training["shape"] == "reference") & (training.timing_threads == single)]
     for method, group in inference.groupby("method", sort=False):
         axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)
