@@ -50,7 +50,7 @@ def sinkhorn_impl(seq_len: int, device: torch.device) -> str:
 
     Measured side by side on the 2-core CPU (B=2, H=4, d=64, T=3, 2 threads; ``asap bench speed`` records the
     workflow's numbers): flash/lean time 2.2 (inference) and 3.0 (training step) at n=128, 1.4 and 2.4 at n=512,
-    1.0 and 1.1-1.3 at n=1024, 0.8 and 1.06 at n=2048, while flash holds ``O(n d)`` instead of ``n x n`` memory
+    1.0 and 1.1-1.5 at n=1024, 0.8 and 1.06 at n=2048, while flash holds ``O(n d)`` instead of ``n x n`` memory
     (at n=1024 its training step needs 18 MB against lean's 163 MB). On CUDA the lean teacher's ``n x n``
     traffic dominates and the fused kernels are fast, so flash is the default
     there at every length (not yet measured: no GPU was lent when this rule was set).
