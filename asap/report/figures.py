@@ -8,13 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def save(figure: plt.Figure, stem: Path) -> list[Path]:
+def save(figure: plt.Figure, stem: Path, bottom: float = 0.0) -> list[Path]:
+    """PNG and PDF of ``figure``; ``bottom`` is the fraction kept free below the panels (a figure legend)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, bottom, 1, 1))
     for path in paths:
         figure.savefig(path, dpi=150)
     plt.close(figure)
@@ -173,15 +175,18 @@ def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[P
     for method, group in inference.groupby("method", sort=False):
         axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)
         axes[1].plot(group.seq_len, group.peak_mem_mb.clip(lower=1e-1), marker="o", label=method)
+    lengths = sorted(inference.seq_len.unique())
     for axis, label in zip(axes[:2], ["inference latency (ms)", "inference peak memory (MB)"], strict=True):
         axis.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label)
+        axis.set_xticks(lengths, [str(n) for n in lengths])  # the lengths timed, not log-scale minor labels
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize="small")
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=8, fontsize="small")
     longest = training[training.seq_len == training.seq_len.max()]
     n = int(longest.seq_len.max())
-    panels = zip(axes[2:], ["latency_ms", "peak_mem_mb"], ["step (ms)", "step peak memory (MB)"], strict=True)
+    panels = zip(axes[2:], ["latency_ms", "peak_mem_mb"], ["step (ms)", "step memory (MB)"], strict=True)
     for axis, column, label in panels:
         axis.bar(longest.method, longest[column])
-        axis.set(ylabel=f"training {label}, n={n}", yscale="log")
+        axis.set(ylabel=f"training {label}", title=f"training step, n={n}", yscale="log")
         axis.tick_params(axis="x", rotation=30)
-    return save(figure, stem)
+    return save(figure, stem, bottom=0.1)
