@@ -24,6 +24,17 @@ def random_padding(batch: int, n: int, min_valid: int = 2, seed: int = 0) -> tor
     return torch.arange(n) < lengths[:, None]
 
 
+def make_attention(normaliser: str, dim: int, heads: int, qkv_bias: bool = False, **options):
+    """An ``asap.nn.Attention`` layer; an ASAP layer gets a random dual map and is marked calibrated."""
+    from asap.nn import Attention
+
+    layer = Attention(dim, num_heads=heads, qkv_bias=qkv_bias, normaliser=normaliser, normaliser_options=options)
+    if normaliser == "asap":
+        torch.nn.init.normal_(layer.normaliser.dual_map.weight, std=0.3)
+        layer.normaliser.calibrated.fill_(True)
+    return layer
+
+
 N_ITERS = 3
 TEACHER = {
     "name": "vit",

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import random_padding
+from conftest import make_attention, random_padding
 from timm.layers import Attention as TimmAttention
 from timm.models.vision_transformer import VisionTransformer
 
@@ -15,11 +15,7 @@ DIM, HEADS, N = 32, 4, 9
 
 
 def make(normaliser: str, **options) -> Attention:
-    layer = Attention(DIM, num_heads=HEADS, qkv_bias=True, normaliser=normaliser, normaliser_options=options)
-    if normaliser == "asap":
-        torch.nn.init.normal_(layer.normaliser.dual_map.weight, std=0.3)
-        layer.normaliser.calibrated.fill_(True)
-    return layer
+    return make_attention(normaliser, DIM, HEADS, qkv_bias=True, **options)
 
 
 @pytest.mark.parametrize("qk_norm", [False, True])

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import random_padding
+from conftest import make_attention, random_padding
 
 from asap import ops
 from asap.nn import Attention, key_padding_mask
@@ -30,12 +30,7 @@ SLICED_BOUNDS = {torch.bfloat16: 3e-2, torch.float16: 4e-3}  # SoftSort at tau =
 
 
 def make_layer(name: str, options: dict, dim: int = 64, heads: int = 1) -> Attention:
-    torch.manual_seed(0)
-    layer = Attention(dim, num_heads=heads, normaliser=name, normaliser_options=options)
-    if name == "asap":
-        torch.nn.init.normal_(layer.normaliser.dual_map.weight, std=0.3)
-        layer.normaliser.calibrated.fill_(True)
-    return layer.eval()
+    return make_attention(name, dim, heads, **options).eval()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

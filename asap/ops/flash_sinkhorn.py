@@ -38,29 +38,20 @@ Backward cost: the output pass's fused backward plus four passes per iteration. 
 any ``T``; the ``n x m`` scores are never held, so training runs at lengths where the lean teacher
 (:mod:`asap.ops.sinkhorn_backward`) runs out of memory.
 
-Padding (self-attention, ``token_mask``): padded keys get a bias of :data:`NO_MASS` (zero weight), padded
+Padding (self-attention, ``token_mask``): padded keys get a bias of :data:`asap.ops.fused.NO_MASS` (zero weight), padded
 queries likewise in the column passes, so a padded token neither sends nor receives mass; padded queries get a
 zero output, and the marginals are uniform over the valid tokens, as in :func:`asap.ops.sinkhorn`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from asap.ops.fused import BIAS_IN_HEAD_DIM, NO_MASS, biased_attention, fused_inputs, padded_bias
-from asap.ops.masking import checking_data, potential_dtype
-
-
-def _log_uniform(token_mask: Tensor | None, size: int, dtype: torch.dtype) -> Tensor | float:
-    """``log(1/n)`` over the valid tokens: a float, or ``(B, 1|H, 1)`` with a mask."""
-    if token_mask is None:
-        return -math.log(size)
-    return -token_mask.sum(-1, keepdim=True).to(dtype).log()
+from asap.ops.fused import BIAS_IN_HEAD_DIM, bias_mask, biased_attention, fused_inputs, padded_bias
+from asap.ops.masking import checking_data, log_uniform, potential_dtype, zero_invalid
 
 
 def _weighted(x: Tensor, weights: Tensor) -> Tensor:
@@ -83,23 +74,22 @@ def _output_pass_backward(
     """
     head_dim, value_dim = q.shape[-1], v.shape[-1]
     scale = head_dim**-0.5
+    work = potential_dtype(q.dtype)
     if BIAS_IN_HEAD_DIM.get(q.device.type, False):
         with torch.enable_grad():
             leaves = [t.detach().requires_grad_() for t in fused_inputs(q, k, v, key_bias)]
             out = F.scaled_dot_product_attention(*leaves, scale=scale)
             grads = torch.autograd.grad(out, leaves, F.pad(grad_out, [0, out.shape[-1] - value_dim]))
         grad_q, grad_k, grad_v = grads[0][..., :head_dim], grads[1][..., :head_dim], grads[2][..., :value_dim]
-        return grad_q, grad_k, grad_v, grads[1][..., head_dim].to(potential_dtype(q.dtype)) * head_dim**0.5
+        return grad_q, grad_k, grad_v, grads[1][..., head_dim].to(work) * head_dim**0.5
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-        mask = key_bias.to(potential_dtype(q.dtype)).contiguous().unsqueeze(-2)
-        out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, scale=scale)
+        out = F.scaled_dot_product_attention(*leaves, attn_mask=bias_mask(key_bias, q.dtype), scale=scale)
         grad_q, grad_k, grad_v = torch.autograd.grad(out, leaves, grad_out)
-    work = potential_dtype(q.dtype)
     delta = (grad_out.to(work) * out.detach().to(work)).sum(-1)  # D_i
     del out, leaves
     values = delta.unsqueeze(-1).expand_as(q).to(q.dtype).contiguous()  # as wide as the queries, for the kernel
-    query_bias = padded_bias(-row_lse, token_mask, NO_MASS)
+    query_bias = padded_bias(-row_lse, token_mask)
     weighted_delta, lse = biased_attention(k, q, values, query_bias)
     delta_sums = torch.exp(key_bias + lse) * weighted_delta[..., 0]  # sum_i P_ij D_i
     return grad_q, grad_k, grad_v, (v.to(work) * grad_v.to(work)).sum(-1) - delta_sums
@@ -109,8 +99,8 @@ class _FlashSinkhorn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, q: Tensor, k: Tensor, v: Tensor, n_iters: int, token_mask: Tensor | None) -> Tensor:
         work = potential_dtype(q.dtype)  # potentials and log-sum-exps (asap.ops' dtype policy)
-        log_a = _log_uniform(token_mask, q.shape[-2], work)
-        log_b = _log_uniform(token_mask, k.shape[-2], work)
+        log_a = log_uniform(token_mask, q.shape[-2], work)
+        log_b = log_uniform(token_mask, k.shape[-2], work)
         key_bias = k.new_zeros(k.shape[:-1], dtype=work)  # g_0 = 0
         key_biases, query_biases = [], []  # g_t (t = 0..T) and f_t (t = 0..T-1), padded tokens at NO_MASS
         for _ in range(n_iters):
@@ -144,7 +134,7 @@ class _FlashSinkhorn(torch.autograd.Function):
         grad_q, grad_k = grad_q.to(work, copy=True), grad_k.to(work, copy=True)  # accumulators from here on
         for t in reversed(range(ctx.n_iters)):
             # Column step g_{t+1} = log b - LSE_i(S_ij + f_t,i): S_bar_ij = u_j C^t_ij.
-            u = -padded_bias(grad_g, token_mask, fill=0.0)
+            u = -zero_invalid(grad_g, token_mask)
             weighted_queries, _ = biased_attention(k, q, q, query_biases[t])
             grad_k.addcmul_(u.unsqueeze(-1), weighted_queries, value=scale)
             del weighted_queries
@@ -184,12 +174,14 @@ def flash_sinkhorn_attention(q: Tensor, k: Tensor, v: Tensor, n_iters: int, toke
     >>> bool(torch.allclose(out, sinkhorn_weights(q, k, 3) @ v, atol=1e-5))
     True
     """
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(
-            f"q, k, v must be (B, H, n, d), (B, H, m, d), (B, H, m, e); got {tuple(q.shape)}, {tuple(k.shape)}, "
-            f"{tuple(v.shape)}"
-        )
-    if k.shape[-1] != q.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:-2] != k.shape[:-2]:
+    if (
+        q.ndim != 4
+        or k.ndim != 4
+        or v.ndim != 4
+        or k.shape[-1] != q.shape[-1]
+        or k.shape[:-1] != v.shape[:-1]
+        or q.shape[:-2] != k.shape[:-2]
+    ):
         raise ValueError(
             f"q, k, v must be (B, H, n, d), (B, H, m, d), (B, H, m, e); got {tuple(q.shape)}, {tuple(k.shape)}, "
             f"{tuple(v.shape)}"

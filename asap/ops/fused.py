@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from asap.ops.masking import potential_dtype
+from asap.ops.masking import log_uniform, potential_dtype
 
 NO_MASS = -1e5  # a bias whose exp() vanishes, yet stays finite once scaled into an extra head dimension (CUDA)
 
@@ -32,10 +32,16 @@ FUSED_DTYPES = {
 }
 
 
-def padded_bias(potential: Tensor, token_mask: Tensor | None, fill: float = NO_MASS) -> Tensor:
-    """A potential used as a bias, with padded tokens (``token_mask`` False) at ``fill``: by default
-    :data:`NO_MASS`, so that they neither send nor receive mass."""
-    return potential if token_mask is None else potential.masked_fill(~token_mask, fill)
+def padded_bias(potential: Tensor, token_mask: Tensor | None) -> Tensor:
+    """A potential used as a bias, with padded tokens (``token_mask`` False) at :data:`NO_MASS`, so that they
+    neither send nor receive mass."""
+    return potential if token_mask is None else potential.masked_fill(~token_mask, NO_MASS)
+
+
+def bias_mask(key_bias: Tensor, dtype: torch.dtype) -> Tensor:
+    """The key bias ``(B, H, m)`` as an additive attention mask ``(B, H, 1, m)`` for inputs of ``dtype``: in the
+    potentials' precision, and contiguous (a strided bias, such as a kernel's log-sum-exp, runs 2x slower)."""
+    return key_bias.to(potential_dtype(dtype)).contiguous().unsqueeze(-2)
 
 
 # How the bias reaches each device's fused kernel. CPU flash attention reads an additive mask (B, H, 1, m)
@@ -101,11 +107,15 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple
             width = max(head_dim, value_dim)
             if width != head_dim or width != value_dim:
                 q, k, v = (F.pad(t, [0, width - t.shape[-1]]) for t in (q, k, v))
-            mask = key_bias.to(potential_dtype(q.dtype))
-            out, lse = _fused_kernel(q, k, v, mask.contiguous().unsqueeze(-2), scale)  # a strided bias: 2x slower
+            out, lse = _fused_kernel(q, k, v, bias_mask(key_bias, q.dtype), scale)
         return out[..., :value_dim], lse.to(potential_dtype(q.dtype))
+    return _dense_biased_attention(q, k, v, key_bias)
+
+
+def _dense_biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`biased_attention` on the dense ``n x m`` scores (in the potentials' precision), differentiable."""
     work = potential_dtype(q.dtype)
-    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * scale + key_bias.unsqueeze(-2)
+    scores = (q.to(work) @ k.to(work).transpose(-1, -2)) * q.shape[-1] ** -0.5 + key_bias.unsqueeze(-2)
     lse = torch.logsumexp(scores, dim=-1)
     return (torch.exp(scores - lse.unsqueeze(-1)) @ v.to(work)).to(v.dtype), lse
 
@@ -115,9 +125,7 @@ def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tup
     differentiate."""
     if not torch.is_grad_enabled() or not (q.requires_grad or k.requires_grad or v.requires_grad):
         return biased_attention(q, k, v, key_bias)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5 + key_bias.unsqueeze(-2)
-    lse = torch.logsumexp(scores, dim=-1)
-    return torch.exp(scores - lse.unsqueeze(-1)) @ v, lse
+    return _dense_biased_attention(q, k, v, key_bias)
 
 
 def fused_c_transform_attention(
@@ -127,12 +135,8 @@ def fused_c_transform_attention(
 
     ``token_mask (B, 1|H, n)`` marks real tokens (padding); padded queries get a zero output, as in the dense path.
     """
-    n = q.shape[-2]
     f = f.to(potential_dtype(q.dtype))
-    if token_mask is None:
-        log_n = torch.log(torch.tensor(float(n), dtype=f.dtype, device=q.device))
-    else:
-        log_n = token_mask.sum(-1, keepdim=True).to(f.dtype).log()
+    log_n = -log_uniform(token_mask, q.shape[-2], f.dtype)
     _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
     g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)

@@ -48,6 +48,14 @@ def potential_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def log_uniform(token_mask: Tensor | None, size: int, dtype: torch.dtype) -> Tensor | float:
+    """``log(1/n)`` of uniform marginals over the valid tokens: a float without a mask, else ``(..., 1)`` from a
+    token mask ``(..., size)``."""
+    if token_mask is None:
+        return -math.log(size)
+    return -token_mask.sum(-1, keepdim=True).to(dtype).log()
+
+
 def masked_fill_value(dtype: torch.dtype) -> float:
     """A finite stand-in for ``-inf``: ``exp`` of it is exactly 0, yet adding a potential keeps it finite."""
     return torch.finfo(dtype).min / 4
