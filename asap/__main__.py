@@ -51,6 +51,13 @@ def _compile_options(args: argparse.Namespace) -> dict:
     return {"map": args.map, "num_batches": args.calib_batches, "seed": args.calib_seed}
 
 
+def _side(value: str) -> bool | str:
+    sides = {"two": True, "one": False, "auto": "auto"}
+    if value not in sides:
+        raise argparse.ArgumentTypeError(f"side must be one of {sorted(sides)}, got {value!r}")
+    return sides[value]
+
+
 def _slices(value: str) -> int | str:
     if value == "auto":
         return value
@@ -72,24 +79,23 @@ def _compile(args: argparse.Namespace) -> None:
     teacher = load_teacher(args.checkpoint, args.data_dir)
     layer = next(iter(attention_layers(teacher.model).values()))
     options = _compile_options(args)
-    two_sided = not args.one_sided
     slices = None if args.slices == "auto" else [args.slices or layer.head_dim]
     directions = compiler.DIRECTIONS if args.directions == "auto" else (args.directions,)
     student, point, candidates = compiler.select_operating_point(
-        teacher.model, teacher.datamodule.train_dataloader(), slices, directions, two_sided, **options
+        teacher.model, teacher.datamodule.train_dataloader(), slices, directions, args.side, args.fit, **options
     )
     model_args = {
         **teacher.model_args,
         "attention": "asap",
-        "attention_options": {"num_slices": point.slices, "two_sided": two_sided, "dual_map": args.map},
+        "attention_options": {"num_slices": point.slices, "two_sided": point.two_sided, "dual_map": args.map},
     }
-    selection = {"slices": args.slices, "directions": args.directions, **options}
+    selection = {"slices": args.slices, "directions": args.directions, "side": args.side, "fit": args.fit, **options}
     metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": selection}
     compiler.save_compiled(student, args.out, model_args, metadata)
     report = compiler.calibration_report(student)
     run = {"task": teacher.run["task"], "variant": teacher.run["variant"], "seed": teacher.run["seed"]}
     if args.report:
-        report.assign(**run, directions=point.directions).to_csv(args.report, index=False)
+        report.assign(**run, directions=point.directions, fit=point.fit).to_csv(args.report, index=False)
     if args.operating_point:
         write_json_atomic(
             args.operating_point,
@@ -289,6 +295,15 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--map", default="linear", choices=["linear", "mlp"])
     parser.add_argument("--directions", default="random", choices=["random", "pca", "auto"])
+    parser.add_argument(
+        "--fit", default="kl", choices=["kl", "ridge"], help="the map's objective: the plans' KL (from ridge) or ridge"
+    )
+    parser.add_argument(
+        "--side",
+        type=_side,
+        default=True,
+        help="rows exact ('two', default), columns exact ('one') or per head on held-out batches ('auto')",
+    )
     parser.add_argument("--calib-batches", type=int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0)
 
@@ -322,7 +337,6 @@ def main(argv: list[str] | None = None) -> None:
 
     compile_ = commands.add_parser("compile", help="compile a Sinkhorn teacher into ASAP")
     _add_compile_options(compile_)
-    compile_.add_argument("--one-sided", action="store_true")
     compile_.add_argument("--out", required=True)
     compile_.add_argument("--report", help="CSV of the calibration report (R^2 and plan error per layer/head)")
     compile_.add_argument("--operating-point", help="JSON of the chosen operating point and every candidate")

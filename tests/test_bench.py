@@ -41,8 +41,14 @@ def test_frontier_columns_and_sanity(teacher, mnist):
     )
     print(table.T.to_string())
     by = table.set_index("variant")
-    # teacher, k = 0 .. T-1, 2 L x 2 direction kinds x 2 sides, and the ablation
-    assert len(table) == 1 + N_ITERS + 8 + 1 and by.loc["asap"].operating_point and table.operating_point.sum() == 1
+    # teacher, k = 0 .. T-1, the ridge sweep (2 L x 2 direction kinds x 2 sides, two of them at the operating
+    # point), every compile option at the operating point (2 fits x 3 sides) and the ablation
+    assert len(table) == 1 + N_ITERS + (8 - 2) + 6 + 1
+    assert by.loc["asap"].operating_point and table.operating_point.sum() == 1
+    at_point = table[(table.family == "asap") & (table.slices == 8) & (table.directions == "random")]
+    assert sorted(zip(at_point.fit, at_point.two_sided.astype(str), strict=True)) == sorted(
+        (fit, side) for fit in ("kl", "ridge") for side in ("True", "False", "auto")
+    )
     assert list(table[table.family == "truncated"].iterations) == list(range(N_ITERS))
     for column in [
         "accuracy",
@@ -69,7 +75,7 @@ def test_frontier_columns_and_sanity(teacher, mnist):
     assert by.loc["asap", "plan_rel_error"] < by.loc["asap_no_map", "plan_rel_error"]
     assert by.loc["asap", "plan_rel_error"] < by.loc["sinkhorn_0it", "plan_rel_error"]
     assert by.loc["asap", "row_marginal_error"] < 1e-5, "two-sided: rows exact"
-    assert by.loc["asap_L8_random_one_sided", "col_marginal_error"] < 1e-5, "one-sided: columns exact"
+    assert by.loc["asap_L8_random_one_sided_ridge", "col_marginal_error"] < 1e-5, "one-sided: columns exact"
     assert by.loc["sinkhorn_0it", "col_marginal_error"] > 1e-2, "softmax is not doubly stochastic"
     with pytest.raises(ValueError, match="not among the candidates"):
         frontier_points(teacher, mnist.train_dataloader(), OperatingPoint(6, "random"), slices=(4, 8))

@@ -117,11 +117,12 @@ def test_select_operating_point_on_held_out_calibration_batches(teacher, mnist):
     student, point, candidates = select_operating_point(
         teacher, mnist.train_dataloader(), slices=(2, 8, 32), num_batches=3, holdout_batches=1
     )
-    assert len(candidates) == 3 * 2 and candidates.chosen.sum() == 1
+    # the rule runs on the ridge fits; the chosen point is then KL-fitted (one more row, the chosen one)
+    assert len(candidates) == 3 * 2 + 1 and candidates.chosen.sum() == 1
     chosen = candidates[candidates.chosen].iloc[0]
-    assert (chosen.slices, chosen.directions) == (point.slices, point.directions)
-    best = candidates.heldout_plan_error.min()
-    qualified = candidates[candidates.heldout_plan_error <= best * 1.1 + 0.005]
+    assert (chosen.slices, chosen.directions, chosen.fit, point.fit) == (point.slices, point.directions, "kl", "kl")
+    ridge = candidates[candidates.fit == "ridge"]
+    qualified = ridge[ridge.heldout_plan_error <= ridge.heldout_plan_error.min() * 1.1 + 0.005]
     assert point.slices == qualified.slices.min()
     assert chosen.heldout_plan_error == pytest.approx(calibration_report(student)["plan_error"].mean())
     assert {m.normaliser.directions.shape[-1] for m in student.modules() if isinstance(m, Attention)} == {point.slices}

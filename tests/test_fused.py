@@ -22,6 +22,25 @@ def test_fused_equals_dense(two_sided, masked):
     assert (fused - dense).abs().max() < 1e-5 * dense.abs().max()
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_side_per_head_is_each_heads_fixed_side(masked):
+    """``two_sided`` as a per-head tensor gives, head by head, the matrix and the output of that fixed side."""
+    q, k, v = (2 * torch.randn(3, 4, 30, 16) for _ in range(3))
+    valid = random_padding(3, 30, min_valid=5)
+    tokens = valid[:, None, :] if masked else None
+    pairs = (valid[:, :, None] & valid[:, None, :])[:, None] if masked else None
+    f = torch.randn(3, 4, 30) * (valid[:, None, :] if masked else 1)
+    sides = torch.tensor([True, False, False, True])
+    with torch.no_grad():
+        fixed = {side: c_transform_weights(q, k, f, pairs, side) for side in (True, False)}
+        expected = torch.stack([fixed[bool(side)][:, head] for head, side in enumerate(sides)], dim=1)
+        per_head = c_transform_weights(q, k, f, pairs, sides)
+        fused = fused_c_transform_attention(q, k, v, f, tokens, sides)
+    assert not torch.allclose(fixed[True], fixed[False], atol=1e-3)  # the sides differ, so the test can fail
+    torch.testing.assert_close(per_head, expected, rtol=0, atol=1e-6)
+    assert (fused - expected @ v).abs().max() < 1e-5 * (expected @ v).abs().max()
+
+
 def test_attention_with_lse_matches_dense_and_is_differentiable():
     q, k, v = (torch.randn(2, 3, 9, 8) for _ in range(3))
     bias = torch.randn(2, 3, 9)

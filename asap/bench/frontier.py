@@ -6,9 +6,11 @@ split in one process:
 - ``teacher``: the teacher itself (``2T + 1`` passes over the scores);
 - ``truncated``: Sinkhorn with ``k = 0 .. T-1`` iterations (``k = 0`` is a row softmax of the teacher's scores,
   timed as fused softmax, which computes the same attention);
-- ``asap``: ASAP two-sided and one-sided at every candidate ``L`` (:func:`asap.compile.slice_candidates`) with
-  random and with principal (PCA) directions, all calibrated on the same calibration batches; and ASAP with its
-  map removed (``f = 0``) at the operating point.
+- ``asap``: ASAP (ridge maps) two-sided and one-sided at every candidate ``L``
+  (:func:`asap.compile.slice_candidates`) with random and with principal (PCA) directions, all calibrated on
+  the same calibration batches; at the operating point's ``L`` and directions every compile option (ridge and
+  KL fits, each two-sided, one-sided and per-head ``auto``); ASAP with its map removed (``f = 0``) at the
+  operating point; and, for a teacher trained with online maps, the model compiled from them (``asap_online``).
 
 Per point: accuracy, agreement with the teacher's predictions, mean KL(teacher || point), a paired-bootstrap
 95% interval of the accuracy difference to the teacher (:mod:`asap.bench.agreement`), relative plan error and
@@ -36,14 +38,16 @@ from asap.bench.timing import random_qkv, timings_ms
 from asap.compile.compiler import (
     DIRECTIONS,
     OperatingPoint,
-    compile_candidates,
+    compiled_at,
+    layer_calibrations,
     slice_candidates,
     teacher_head_dim,
     with_two_sided,
     without_dual_map,
 )
+from asap.compile.fit import FITS
 from asap.nn import attention_layers, with_normaliser
-from asap.nn.normalisers import Sinkhorn
+from asap.nn.normalisers import SIDES, Sinkhorn
 
 ONE_SIDED = ("all", "operating_point")
 
@@ -64,7 +68,8 @@ class FrontierPoint:
     iterations: int | None = None
     slices: int | None = None
     directions: str | None = None
-    two_sided: bool | None = None
+    two_sided: bool | str | None = None
+    fit: str | None = None
     operating_point: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -88,12 +93,18 @@ def frontier_points(
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
     one_sided: str = "all",
+    online: nn.Module | None = None,
     **calibration: Any,
 ) -> list[FrontierPoint]:
-    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.compile_candidates`.
+    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.layer_calibrations`.
 
-    ``slices`` defaults to :func:`asap.compile.slice_candidates`; ``one_sided="operating_point"`` keeps the
-    one-sided variants of the operating point's direction kind only (``"all"``: of every kind).
+    - the sweep: ASAP with ridge maps at every ``L`` of ``slices`` (default :func:`asap.compile.slice_candidates`)
+      and direction kind, two-sided, and one-sided for every kind (``one_sided="all"``) or the operating
+      point's (``"operating_point"``);
+    - at the operating point's ``L`` and directions, every compile option: ``fit`` ridge and KL, each with
+      ``two_sided`` True, False and ``"auto"``; the operating point itself is named ``asap``;
+    - the operating point with its map removed (``asap_no_map``), and ``online`` (a model compiled from maps
+      learned while the teacher trained, :func:`asap.compile.compile_online`) as ``asap_online``.
     """
     if one_sided not in ONE_SIDED:
         raise ValueError(f"one_sided must be one of {ONE_SIDED}, got {one_sided!r}")
@@ -101,41 +112,56 @@ def frontier_points(
     slices = sorted(slices or slice_candidates(teacher_head_dim(teacher)))
     if operating_point.slices not in slices or operating_point.directions not in directions:
         raise ValueError(f"the operating point {operating_point} is not among the candidates {slices} x {directions}")
-    candidates = [OperatingPoint(count, kind, True) for count in slices for kind in directions]
-    compiled = compile_candidates(teacher, calib_loader, candidates, **calibration)
+    calibrations = layer_calibrations(teacher, calib_loader, **calibration)
 
     points = [FrontierPoint("teacher", "teacher", teacher, iterations=n_iters)]
     for k in range(n_iters):
         model = with_normaliser(teacher, "softmax") if k == 0 else with_normaliser(teacher, "sinkhorn", n_iters=k)
         points.append(FrontierPoint(f"sinkhorn_{k}it", "truncated", model, iterations=k))
-    for point, model in compiled.items():
-        sides = (True, False) if one_sided == "all" or point.directions == operating_point.directions else (True,)
-        for two_sided in sides:
-            side = OperatingPoint(point.slices, point.directions, two_sided)
-            chosen = side == operating_point
-            points.append(
-                FrontierPoint(
-                    "asap" if chosen else f"asap_{side.name}",
-                    "asap",
-                    model if two_sided else with_two_sided(model, False),
-                    slices=point.slices,
-                    directions=point.directions,
-                    two_sided=two_sided,
-                    operating_point=chosen,
-                )
-            )
-    at_point = compiled[OperatingPoint(operating_point.slices, operating_point.directions, True)]
-    ablated = without_dual_map(with_two_sided(at_point, operating_point.two_sided))
+
+    def asap_point(point: OperatingPoint, model: nn.Module) -> FrontierPoint:
+        chosen = point == operating_point
+        return FrontierPoint(
+            "asap" if chosen else f"asap_{point.name}",
+            "asap",
+            model,
+            slices=point.slices,
+            directions=point.directions,
+            two_sided=point.two_sided,
+            fit=point.fit,
+            operating_point=chosen,
+        )
+
+    at_point = dict(slices=operating_point.slices, directions=operating_point.directions)
+    options = [OperatingPoint(**at_point, two_sided=side, fit=fit) for fit in FITS for side in SIDES]
+    if operating_point not in options:
+        options.append(operating_point)
+    for count in slices:
+        for kind in directions:
+            ridge = compiled_at(teacher, calibrations, OperatingPoint(count, kind, True, "ridge"))
+            sides = (True, False) if one_sided == "all" or kind == operating_point.directions else (True,)
+            for side in sides:
+                point = OperatingPoint(count, kind, side, "ridge")
+                if point not in options:  # the operating point's options come below
+                    points.append(asap_point(point, ridge if side else with_two_sided(ridge, False)))
+    compiled_point = None
+    for point in options:
+        model = compiled_at(teacher, calibrations, point)
+        points.append(asap_point(point, model))
+        compiled_point = model if point == operating_point else compiled_point
     points.append(
         FrontierPoint(
             "asap_no_map",
             "asap_no_map",
-            ablated,
-            slices=operating_point.slices,
-            directions=operating_point.directions,
+            without_dual_map(compiled_point),
+            fit=operating_point.fit,
+            **at_point,
             two_sided=operating_point.two_sided,
         )
     )
+    if online is not None:
+        slices_online = {layer.normaliser.directions.shape[-1] for layer in attention_layers(online).values()}
+        points.append(FrontierPoint("asap_online", "asap_online", online, slices=min(slices_online), fit="online"))
     return points
 
 
@@ -177,12 +203,15 @@ def accuracy_cost_frontier(
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
     one_sided: str = "all",
+    online: nn.Module | None = None,
     **calibration: Any,
 ) -> pd.DataFrame:
     """One row per frontier point (see the module docstring and :func:`frontier_points`); ``seq_len`` is the
     model's own ``n``."""
     teacher = teacher.eval()
-    points = frontier_points(teacher, calib_loader, operating_point, slices, directions, one_sided, **calibration)
+    points = frontier_points(
+        teacher, calib_loader, operating_point, slices, directions, one_sided, online, **calibration
+    )
     teacher_logits, labels = predictions(teacher, test_loader, max_test_batches)
     layer_inputs = capture_layer_inputs(teacher, test_loader, fidelity_batches)
     test_batch = next(iter(test_loader))[0].to(next(teacher.parameters()).device)
@@ -204,6 +233,7 @@ def accuracy_cost_frontier(
             "slices": point.slices,
             "directions": point.directions,
             "two_sided": point.two_sided,
+            "fit": point.fit,
             "operating_point": point.operating_point,
             "teacher_iterations": points[0].iterations,
             "seq_len": seq_len,

@@ -38,15 +38,23 @@ def valid_tokens(inputs: AttentionInputs) -> Tensor:
     return tokens.any(dim=1) if tokens.ndim == 3 else tokens
 
 
-def calibration_pairs(batches: list[AttentionInputs], directions: Tensor, n_iters: int) -> tuple[Tensor, Tensor]:
-    """Features ``(H, T, 2L)`` and targets ``(H, T)`` over the ``T`` real queries of ``batches``."""
-    features, targets = [], []
-    for inputs in batches:
+def batch_features(batches: list[AttentionInputs], directions: Tensor) -> list[Tensor]:
+    """Per batch, the sliced dual features ``(B, H, N, 2L)`` of every query (0 on padded ones)."""
+    return [ops.sliced_dual_features(b.q, b.k, directions, token_mask(b.mask)) for b in batches]
+
+
+def calibration_pairs(
+    batches: list[AttentionInputs], directions: Tensor, n_iters: int, features: list[Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
+    """Features ``(H, T, 2L)`` and targets ``(H, T)`` over the ``T`` real queries of ``batches`` (``features``:
+    their :func:`batch_features`, if already computed)."""
+    features = features if features is not None else batch_features(batches, directions)
+    pooled_features, targets = [], []
+    for inputs, phi in zip(batches, features, strict=True):
         valid = valid_tokens(inputs)
-        phi = ops.sliced_dual_features(inputs.q, inputs.k, directions, token_mask(inputs.mask))  # (B, H, N, 2L)
-        features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
+        pooled_features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
         targets.append(teacher_query_dual(inputs, n_iters).permute(0, 2, 1)[valid])  # (T_b, H)
-    return torch.cat(features).transpose(0, 1), torch.cat(targets).T
+    return torch.cat(pooled_features).transpose(0, 1), torch.cat(targets).T
 
 
 def principal_directions(batches: list[AttentionInputs], num_slices: int, seed: int = 0) -> Tensor:

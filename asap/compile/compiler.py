@@ -8,41 +8,67 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from asap.compile.calibration import calibration_pairs, principal_directions
+from asap.compile.calibration import batch_features, calibration_pairs, principal_directions
 from asap.compile.capture import AttentionInputs, capture_attention_inputs, sinkhorn_layers
-from asap.compile.fit import fit_dual_map, predict, r_squared, relative_error
-from asap.nn import ASAP, Attention, attention_layers
+from asap.compile.fit import (
+    FITS,
+    TeacherPlan,
+    fit_dual_map,
+    fit_dual_map_to_plans,
+    plan_scores,
+    predict,
+    r_squared,
+    teacher_plan,
+)
+from asap.nn import ASAP, DUAL_MAPS, Attention, attention_layers
+from asap.nn.normalisers import CALIBRATION_SCORES, SIDES, pair_mask
 
 DIRECTIONS = ("random", "pca")
 SLICE_FACTORS = (0.25, 0.5, 1, 2, 4)  # candidate L = factor x head dim
 RELATIVE_TOLERANCE = 0.10  # a candidate qualifies within 10% ...
 ABSOLUTE_TOLERANCE = 0.005  # ... plus 0.005 of the best held-out plan error
 OPERATING_POINT_RULE = (
-    f"the fewest slices among candidates whose held-out calibration plan error (mean over layers and heads) is "
-    f"at most best x {1 + RELATIVE_TOLERANCE:g} + {ABSOLUTE_TOLERANCE:g}; ties by lower error"
+    f"the fewest slices among candidates (ridge maps) whose held-out calibration plan error (mean over layers "
+    f"and heads) is at most best x {1 + RELATIVE_TOLERANCE:g} + {ABSOLUTE_TOLERANCE:g}; ties by lower error; "
+    f"the chosen point is then fitted with the requested objective"
 )
 
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """Where ASAP runs: ``slices`` per head, ``directions`` kind, and whether rows are rebuilt exactly."""
+    """Where and how ASAP runs: ``slices`` per head, ``directions`` kind, the side that is rebuilt exactly
+    (``two_sided``: ``True`` rows, ``False`` columns, ``"auto"`` chosen per head on held-out calibration
+    batches) and the map's objective (``fit``: ``"ridge"`` on the dual, ``"kl"`` on the plans)."""
 
     slices: int
     directions: str
-    two_sided: bool = True
+    two_sided: bool | str = True
+    fit: str = "ridge"
 
     @property
     def name(self) -> str:
-        return f"L{self.slices}_{self.directions}_{'two' if self.two_sided else 'one'}_sided"
+        side = {True: "two", False: "one"}.get(self.two_sided, self.two_sided)
+        return f"L{self.slices}_{self.directions}_{side}_sided_{self.fit}"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> None:
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {self.directions!r}")
+        if self.slices < 1:
+            raise ValueError(f"slices must be >= 1, got {self.slices}")
+        if not (isinstance(self.two_sided, bool) or self.two_sided == "auto"):
+            raise ValueError(f"two_sided must be one of {SIDES}, got {self.two_sided!r}")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
 
 
 def slice_candidates(head_dim: int, factors: Sequence[float] = SLICE_FACTORS) -> list[int]:
@@ -50,33 +76,157 @@ def slice_candidates(head_dim: int, factors: Sequence[float] = SLICE_FACTORS) ->
     return sorted({max(1, round(factor * head_dim)) for factor in factors})
 
 
-def _calibrate_layer(
-    layer: Attention,
-    fitting: list[AttentionInputs],
-    holdout: list[AttentionInputs],
-    point: OperatingPoint,
-    map: str,  # noqa: A002
-    ridge: float,
-    seed: int,
-) -> ASAP:
-    """An ASAP normaliser for one Sinkhorn layer: directions, ridge/MLP map on ``fitting``, held-out scores."""
-    teacher = layer.normaliser
-    asap = ASAP(layer.num_heads, layer.head_dim, point.slices, point.two_sided, map, seed).to(layer.qkv.weight.device)
-    if point.directions == "pca":
-        asap.directions.copy_(principal_directions(fitting, point.slices, seed))
-    features, targets = calibration_pairs(fitting, asap.directions, teacher.n_iters)
-    fit_dual_map(asap.dual_map, features, targets, ridge, seed=seed)
-    asap.calibrated.fill_(True)
+@dataclass
+class _Slicing:
+    """What every operating point with the same ``(slices, directions)`` shares on one layer: the directions,
+    the features of the fitting and held-out batches, the ridge map and its held-out R^2, and the KL maps by side."""
 
-    held_features, held_targets = calibration_pairs(holdout, asap.directions, teacher.n_iters)
-    asap.r2.copy_(r_squared(predict(asap.dual_map, held_features), held_targets))
-    asap.plan_error.copy_(
-        relative_error(
-            [asap.weights(batch.q, batch.k, batch.mask) for batch in holdout],
-            [teacher.weights(batch.q, batch.k, batch.mask) for batch in holdout],
+    directions: Tensor
+    features: list[Tensor]
+    heldout_features: list[Tensor]
+    ridge_map: nn.Module
+    ridge_r2: Tensor
+    heldout_pairs: tuple[Tensor, Tensor]
+    kl_maps: dict[bool, nn.Module] = field(default_factory=dict)
+
+
+class _LayerCalibration:
+    """One Sinkhorn layer's calibration batches and everything operating points on it can share (computed when
+    first needed): the teacher's plans, and per ``(slices, directions)`` a :class:`_Slicing`."""
+
+    def __init__(
+        self, layer: Attention, fitting: list[AttentionInputs], holdout: list[AttentionInputs], options: dict
+    ) -> None:
+        self.layer, self.fitting, self.holdout = layer, fitting, holdout
+        self.n_iters = layer.normaliser.n_iters
+        self.map, self.ridge, self.seed = options["map"], options["ridge"], options["seed"]
+        self.kl_options = options["kl_options"]
+        self._plans: dict[str, list[TeacherPlan]] = {}
+        self._slicings: dict[tuple[int, str], _Slicing] = {}
+
+    def plans(self, split: str) -> list[TeacherPlan]:
+        if split not in self._plans:
+            batches = self.fitting if split == "fitting" else self.holdout
+            self._plans[split] = [teacher_plan(b.q, b.k, pair_mask(b.mask), self.n_iters) for b in batches]
+        return self._plans[split]
+
+    def slicing(self, slices: int, kind: str) -> _Slicing:
+        if (slices, kind) not in self._slicings:
+            template = self.new_normaliser(OperatingPoint(slices, kind))
+            if kind == "pca":
+                template.directions.copy_(principal_directions(self.fitting, slices, self.seed))
+            features = batch_features(self.fitting, template.directions)
+            heldout_features = batch_features(self.holdout, template.directions)
+            pooled, targets = calibration_pairs(self.fitting, template.directions, self.n_iters, features)
+            fit_dual_map(template.dual_map, pooled, targets, self.ridge, seed=self.seed)
+            held = calibration_pairs(self.holdout, template.directions, self.n_iters, heldout_features)
+            self._slicings[slices, kind] = _Slicing(
+                template.directions,
+                features,
+                heldout_features,
+                template.dual_map,
+                r_squared(predict(template.dual_map, held[0]), held[1]),
+                held,
+            )
+        return self._slicings[slices, kind]
+
+    def kl_map(self, slicing: _Slicing, side: bool) -> nn.Module:
+        if side not in slicing.kl_maps:
+            slicing.kl_maps[side] = fit_dual_map_to_plans(
+                slicing.ridge_map,
+                slicing.features,
+                self.plans("fitting"),
+                slicing.heldout_features,
+                self.plans("holdout"),
+                side,
+                **self.kl_options,
+            )
+        return slicing.kl_maps[side]
+
+    def new_normaliser(self, point: OperatingPoint) -> ASAP:
+        layer = self.layer
+        return ASAP(layer.num_heads, layer.head_dim, point.slices, point.two_sided, self.map, self.seed).to(
+            layer.qkv.weight.device
         )
-    )
-    return asap
+
+    def normaliser(self, point: OperatingPoint) -> ASAP:
+        """A calibrated ASAP normaliser at ``point``, with its held-out scores (:data:`CALIBRATION_SCORES`)."""
+        slicing = self.slicing(point.slices, point.directions)
+        heldout = slicing.heldout_features, self.plans("holdout")
+        ridge = {side: plan_scores(slicing.ridge_map, *heldout, side) for side in (True, False)}
+        maps = {True: slicing.ridge_map, False: slicing.ridge_map}
+        if point.fit == "kl":
+            fitted_sides = (True, False) if point.two_sided == "auto" else (point.two_sided,)
+            maps.update({side: self.kl_map(slicing, side) for side in fitted_sides})
+        scores = {side: plan_scores(maps[side], *heldout, side) for side in (True, False)}
+        if point.two_sided == "auto":  # per head, the side with the lower held-out plan error
+            chosen = scores[True][0] <= scores[False][0]
+        else:
+            chosen = torch.full_like(scores[True][0], point.two_sided, dtype=torch.bool)
+
+        def per_head(values: dict[bool, Tensor]) -> Tensor:
+            return torch.where(chosen, values[True], values[False])
+
+        asap = self.new_normaliser(point)
+        asap.directions.copy_(slicing.directions)
+        with torch.no_grad():
+            for name, parameter in asap.dual_map.named_parameters():
+                sides = {side: dict(maps[side].named_parameters())[name] for side in (True, False)}
+                shape = (-1,) + (1,) * (parameter.ndim - 1)
+                parameter.copy_(torch.where(chosen.view(shape), sides[True], sides[False]))
+        asap.head_two_sided.copy_(chosen)
+        asap.calibrated.fill_(True)
+        held_features, held_targets = slicing.heldout_pairs
+        values = {
+            "r2": r_squared(predict(asap.dual_map, held_features), held_targets),
+            "plan_error": per_head({side: scores[side][0] for side in scores}),
+            "kl": per_head({side: scores[side][1] for side in scores}),
+            "ridge_r2": slicing.ridge_r2,
+            "ridge_plan_error": per_head({side: ridge[side][0] for side in ridge}),
+            "ridge_kl": per_head({side: ridge[side][1] for side in ridge}),
+            "two_sided_plan_error": scores[True][0],
+            "one_sided_plan_error": scores[False][0],
+        }
+        for score in CALIBRATION_SCORES:
+            getattr(asap, score).copy_(values[score])
+        return asap
+
+
+def layer_calibrations(
+    model: nn.Module,
+    calib_loader: Iterable[tuple[Tensor, Tensor]],
+    map: str = "linear",  # noqa: A002
+    num_batches: int = 8,
+    holdout_batches: int = 2,
+    ridge: float = 1e-4,
+    seed: int = 0,
+    kl_options: dict[str, Any] | None = None,
+) -> dict[str, _LayerCalibration]:
+    """Per Sinkhorn layer of ``model``, its calibration batches, captured once: the first ``num_batches`` fit
+    the maps, the next ``holdout_batches`` score them (and early-stop the KL fits, and choose the sides of
+    ``two_sided="auto"``). ``kl_options`` go to :func:`asap.compile.fit.fit_dual_map_to_plans`."""
+    if holdout_batches < 1 or num_batches < 1:
+        raise ValueError("calibration needs at least one fitting batch and one held-out batch")
+    if map not in DUAL_MAPS:
+        raise ValueError(f"unknown dual map {map!r}; choose one of {sorted(DUAL_MAPS)}")
+    layers = sinkhorn_layers(model)
+    if not layers:
+        raise ValueError("the model has no Sinkhorn attention layer: ASAP compiles a trained Sinkhorn teacher")
+    captured = capture_attention_inputs(model, calib_loader, layers, num_batches + holdout_batches)
+    options = dict(map=map, ridge=ridge, seed=seed, kl_options=kl_options or {})
+    return {
+        name: _LayerCalibration(layer, captured[name][:num_batches], captured[name][num_batches:], options)
+        for name, layer in layers.items()
+    }
+
+
+def compiled_at(model: nn.Module, calibrations: dict[str, _LayerCalibration], point: OperatingPoint) -> nn.Module:
+    """A copy of ``model`` (eval mode) with each Sinkhorn layer's normaliser replaced by ASAP at ``point``."""
+    point.validate()
+    student = copy.deepcopy(model).eval()
+    for name, layer in sinkhorn_layers(student).items():
+        layer.set_normaliser(calibrations[name].normaliser(point))
+    return student
 
 
 @torch.no_grad()
@@ -84,33 +234,15 @@ def compile_candidates(
     model: nn.Module,
     calib_loader: Iterable[tuple[Tensor, Tensor]],
     points: Sequence[OperatingPoint],
-    map: str = "linear",  # noqa: A002
-    num_batches: int = 8,
-    holdout_batches: int = 2,
-    ridge: float = 1e-4,
-    seed: int = 0,
+    **calibration: Any,
 ) -> dict[OperatingPoint, nn.Module]:
-    """One compiled copy of ``model`` per operating point, all calibrated on the same batches (captured once):
-    the first ``num_batches`` fit the maps, the next ``holdout_batches`` score them."""
-    if holdout_batches < 1 or num_batches < 1:
-        raise ValueError("calibration needs at least one fitting batch and one held-out batch")
+    """One compiled copy of ``model`` per operating point, all calibrated on the same batches
+    (:func:`layer_calibrations`, which takes ``calibration``). Points that share ``(slices, directions)``
+    share their features and fits (ridge, and KL per side)."""
     for point in points:
-        if point.directions not in DIRECTIONS:
-            raise ValueError(f"directions must be one of {DIRECTIONS}, got {point.directions!r}")
-        if point.slices < 1:
-            raise ValueError(f"slices must be >= 1, got {point.slices}")
-    layers = sinkhorn_layers(model)
-    if not layers:
-        raise ValueError("the model has no Sinkhorn attention layer: ASAP compiles a trained Sinkhorn teacher")
-    captured = capture_attention_inputs(model, calib_loader, layers, num_batches + holdout_batches)
-    compiled = {}
-    for point in points:
-        student = copy.deepcopy(model).eval()
-        for name, layer in sinkhorn_layers(student).items():
-            fitting, holdout = captured[name][:num_batches], captured[name][num_batches:]
-            layer.set_normaliser(_calibrate_layer(layer, fitting, holdout, point, map, ridge, seed))
-        compiled[point] = student
-    return compiled
+        point.validate()
+    calibrations = layer_calibrations(model, calib_loader, **calibration)
+    return {point: compiled_at(model, calibrations, point) for point in points}
 
 
 def choose_operating_point(
@@ -146,20 +278,25 @@ def select_operating_point(
     calib_loader: Iterable[tuple[Tensor, Tensor]],
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
-    two_sided: bool = True,
-    map: str = "linear",  # noqa: A002
-    num_batches: int = 8,
-    holdout_batches: int = 2,
-    ridge: float = 1e-4,
-    seed: int = 0,
+    two_sided: bool | str = True,
+    fit: str = "kl",
+    **calibration: Any,
 ) -> tuple[nn.Module, OperatingPoint, pd.DataFrame]:
     """Calibrate every candidate (``slices``, default :func:`slice_candidates` of the head dim, times
-    ``directions``) on the same batches and keep the one :func:`choose_operating_point` picks on the
-    held-out calibration batches. Returns the compiled model, its operating point and the candidates table."""
+    ``directions``) on the same batches with the ridge map, keep the one :func:`choose_operating_point` picks on
+    the held-out calibration batches, and fit it with ``fit`` (the KL fit is the costly one: it runs at the
+    chosen point only). Returns the compiled model, its operating point and the candidates table (the ridge
+    candidates, and the refitted point when ``fit`` is not ridge). ``calibration``: see
+    :func:`layer_calibrations`."""
     slices = slices or slice_candidates(teacher_head_dim(model))
-    points = [OperatingPoint(count, kind, two_sided) for count in slices for kind in directions]
-    compiled = compile_candidates(model, calib_loader, points, map, num_batches, holdout_batches, ridge, seed)
-    chosen = choose_operating_point({point: heldout_plan_error(student) for point, student in compiled.items()})
+    candidates = [OperatingPoint(count, kind, two_sided, "ridge") for count in slices for kind in directions]
+    for point in candidates:
+        point.validate()
+    calibrations = layer_calibrations(model, calib_loader, **calibration)
+    compiled = {point: compiled_at(model, calibrations, point) for point in candidates}
+    chosen = replace(choose_operating_point({p: heldout_plan_error(m) for p, m in compiled.items()}), fit=fit)
+    if chosen not in compiled:
+        compiled[chosen] = compiled_at(model, calibrations, chosen)
     return compiled[chosen], chosen, candidates_table(compiled, chosen)
 
 
@@ -169,42 +306,46 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
     calib_loader: Iterable[tuple[Tensor, Tensor]],
     slices: int | str | None = None,
     map: str = "linear",  # noqa: A002
-    two_sided: bool = True,
+    two_sided: bool | str = True,
     directions: str = "random",
+    fit: str = "kl",
     num_batches: int = 8,
     holdout_batches: int = 2,
     ridge: float = 1e-4,
     seed: int = 0,
+    kl_options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """A copy of ``model`` with every Sinkhorn attention replaced by ASAP, calibrated on ``calib_loader``.
 
     For each Sinkhorn layer and head: collect the sliced 1-D potentials of the queries (features) and the
     teacher's query dual (target) on ``num_batches`` batches, fit the map (``"linear"``: closed-form ridge;
-    ``"mlp"``: ridge then a small residual MLP), and score it on ``holdout_batches`` further batches (held-out
-    R^2 and relative plan error, stored in the layer's ``r2``/``plan_error`` buffers; see
-    :func:`calibration_report`). The teacher is left untouched; the weights of the copy are the teacher's.
+    ``"mlp"``: ridge then a small residual MLP), refine it on the teacher's plans (``fit="kl"``, see
+    :mod:`asap.compile.fit`), and score it on ``holdout_batches`` further batches (held-out R^2, relative plan
+    error and KL, stored in the layer's buffers; see :func:`calibration_report`). The teacher is left
+    untouched; the weights of the copy are the teacher's.
 
     Args:
         slices: ``L`` slice directions per head (default: the head dimension), or ``"auto"``: every ``L`` of
             :func:`slice_candidates`, chosen by :func:`select_operating_point` on the held-out batches.
         map: ``"linear"`` or ``"mlp"``.
-        two_sided: rebuild rows exactly as well (``softmax_j(S + g)``) rather than columns only.
+        two_sided: rebuild rows exactly (``True``: ``softmax_j(S + g)``), columns exactly (``False``), or per
+            head whichever has the lower held-out plan error (``"auto"``).
         directions: ``"random"`` (seeded orthonormal), ``"pca"`` (principal directions of the calibration
             queries and keys, per head) or ``"auto"`` (both, chosen as for ``slices``).
+        fit: ``"kl"`` (default: ridge, then the plans' KL) or ``"ridge"`` (the dual's least squares only).
     """
     if directions not in (*DIRECTIONS, "auto"):
         raise ValueError(f"directions must be one of {(*DIRECTIONS, 'auto')}, got {directions!r}")
-    options = dict(two_sided=two_sided, map=map, num_batches=num_batches, holdout_batches=holdout_batches)
-    options.update(ridge=ridge, seed=seed)
+    calibration = dict(map=map, num_batches=num_batches, holdout_batches=holdout_batches, ridge=ridge, seed=seed)
+    calibration.update(kl_options=kl_options)
     kinds = DIRECTIONS if directions == "auto" else (directions,)
     if slices == "auto" or directions == "auto":
         counts = None if slices == "auto" else [slices or teacher_head_dim(model)]
-        return select_operating_point(model, calib_loader, counts, kinds, **options)[0]
+        return select_operating_point(model, calib_loader, counts, kinds, two_sided, fit, **calibration)[0]
     if isinstance(slices, str):
         raise ValueError(f"slices must be a positive integer, None or 'auto', got {slices!r}")
-    point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided)
-    options.pop("two_sided")
-    return compile_candidates(model, calib_loader, [point], **options)[point]
+    point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided, fit)
+    return compile_candidates(model, calib_loader, [point], **calibration)[point]
 
 
 def teacher_head_dim(model: nn.Module) -> int:
@@ -232,21 +373,25 @@ def candidates_table(compiled: dict[OperatingPoint, nn.Module], chosen: Operatin
 
 
 def calibration_report(model: nn.Module) -> pd.DataFrame:
-    """One row per (ASAP layer, head): held-out R^2 of the dual map and relative plan error vs the teacher."""
+    """One row per (ASAP layer, head): the side rebuilt exactly (``two_sided``: the per-head choice of
+    ``"auto"``), and the held-out scores calibration stored (:data:`asap.nn.normalisers.CALIBRATION_SCORES`:
+    R^2 of the dual, relative plan error and mean row KL vs the teacher, for the deployed map and for the ridge
+    map it started from, and the plan error of each side)."""
     rows = []
     for name, module in attention_layers(model).items():
         if isinstance(module.normaliser, ASAP):
             normaliser = module.normaliser
+            sides = normaliser.sides()
             for head in range(module.num_heads):
                 rows.append(
                     {
                         "layer": name,
                         "head": head,
-                        "r2": float(normaliser.r2[head]),
-                        "plan_error": float(normaliser.plan_error[head]),
+                        **{score: float(getattr(normaliser, score)[head]) for score in CALIBRATION_SCORES},
                         "slices": normaliser.directions.shape[-1],
                         "map": normaliser.dual_map_kind,
-                        "two_sided": normaliser.two_sided,
+                        "side_rule": str(normaliser.two_sided),
+                        "two_sided": bool(sides[head]) if isinstance(sides, Tensor) else sides,
                     }
                 )
     if not rows:
@@ -254,9 +399,9 @@ def calibration_report(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def with_two_sided(model: nn.Module, two_sided: bool) -> nn.Module:
-    """A copy of a compiled model that rebuilds rows exactly (two-sided) or columns exactly (one-sided);
-    the maps are shared calibration, only the final c-transform differs."""
+def with_two_sided(model: nn.Module, two_sided: bool | str) -> nn.Module:
+    """A copy of a compiled model that rebuilds rows exactly (two-sided), columns exactly (one-sided) or each
+    head's calibrated choice (``"auto"``); the maps are shared calibration, only the final c-transform differs."""
     copied = copy.deepcopy(model)
     for module in copied.modules():
         if isinstance(module, ASAP):

@@ -170,6 +170,22 @@ class SlicedTransport(Normaliser):
         )
 
 
+SIDES = (True, False, "auto")
+# What calibration measures on its held-out batches, per head (see asap.compile): the deployed reconstruction's
+# dual R^2, relative plan error and mean row KL(teacher || ASAP); the same for the ridge map it started from;
+# and the plan error of each side (two-sided: rows exact; one-sided: columns exact), each with its own map.
+CALIBRATION_SCORES = (
+    "r2",
+    "plan_error",
+    "kl",
+    "ridge_r2",
+    "ridge_plan_error",
+    "ridge_kl",
+    "two_sided_plan_error",
+    "one_sided_plan_error",
+)
+
+
 class ASAP(Normaliser):
     """ASAP: sliced features -> learned map -> query dual ``f`` -> entropic c-transform(s). No iteration.
 
@@ -177,7 +193,8 @@ class ASAP(Normaliser):
     a mean-field term; the map is per head (linear by default, ``dual_map="mlp"`` for a residual MLP).
 
     ``g = c-transform of f over queries``; two-sided: ``A_ij = softmax_j(S_ij + g_j)``; one-sided:
-    ``A = n exp(S + f (+) g)``. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
+    ``A = n exp(S + f (+) g)``; ``two_sided="auto"``: a side per head, chosen by calibration and kept in the
+    ``head_two_sided`` buffer. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
     on a trained Sinkhorn teacher (``asap.compile``); running an uncalibrated ASAP layer is an error.
     """
 
@@ -188,7 +205,7 @@ class ASAP(Normaliser):
         num_heads: int,
         head_dim: int,
         num_slices: int | None = None,
-        two_sided: bool = True,
+        two_sided: bool | str = True,
         dual_map: str = "linear",
         seed: int = 0,
         fused: bool = True,
@@ -196,6 +213,8 @@ class ASAP(Normaliser):
         super().__init__()
         if dual_map not in DUAL_MAPS:
             raise ValueError(f"unknown dual map {dual_map!r}; choose one of {sorted(DUAL_MAPS)}")
+        if not (isinstance(two_sided, bool) or two_sided == "auto"):
+            raise ValueError(f"two_sided must be one of {SIDES} ('auto': a side per head), got {two_sided!r}")
         num_slices = num_slices or head_dim
         self.two_sided = two_sided
         self.fused = fused
@@ -204,9 +223,14 @@ class ASAP(Normaliser):
         self.register_buffer("directions", directions)
         self.dual_map = DUAL_MAPS[dual_map](num_heads, 2 * num_slices)  # potentials + mean-field terms
         self.register_buffer("calibrated", torch.tensor(False))
-        # Calibration report, saved with the model: held-out R^2 of the dual and relative plan error, per head.
-        self.register_buffer("r2", torch.full((num_heads,), torch.nan))
-        self.register_buffer("plan_error", torch.full((num_heads,), torch.nan))
+        self.register_buffer("head_two_sided", torch.ones(num_heads, dtype=torch.bool))  # used when "auto"
+        for score in CALIBRATION_SCORES:  # the calibration report, saved with the model
+            self.register_buffer(score, torch.full((num_heads,), torch.nan))
+
+    def sides(self) -> bool | Tensor:
+        """The reconstruction's side: ``True`` (rows exact), ``False`` (columns exact) or, for ``"auto"``, the
+        per-head choice ``(H,)``."""
+        return self.head_two_sided if self.two_sided == "auto" else self.two_sided
 
     def dual(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         """The predicted query-side dual ``f (B, H, N)``."""
@@ -218,13 +242,13 @@ class ASAP(Normaliser):
         return self.dual_map(ops.sliced_dual_features(q, k, self.directions, token_mask(mask)))
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.two_sided)
+        return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.sides())
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
         if not self.fused or (self.training and dropout_p > 0):  # attention dropout needs the matrix
             return super().forward(q, k, v, mask, dropout_p)
         f = self.dual(q, k, mask)
-        return ops.fused_c_transform_attention(q, k, v, f, token_mask(mask), self.two_sided)
+        return ops.fused_c_transform_attention(q, k, v, f, token_mask(mask), self.sides())
 
     def extra_repr(self) -> str:
         slices = self.directions.shape[-1]

@@ -151,10 +151,13 @@ def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: T
     return torch.cat([phi, mean_field], dim=-2).mT.to(q.dtype)
 
 
-def c_transform_weights(q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool = True) -> Tensor:
+def c_transform_weights(
+    q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool | Tensor = True
+) -> Tensor:
     """ASAP attention rebuilt from a query-side dual ``f``: ``softmax_j(S_ij + g_j)`` when two-sided,
     ``n * exp(S_ij + f_i + g_j)`` (columns exact, rows approximate) when one-sided; ``g`` is the
-    entropic c-transform of ``f`` over queries."""
+    entropic c-transform of ``f`` over queries. ``two_sided`` may be a boolean tensor broadcastable to
+    ``f.shape[:-1]`` (a side per head: ``(H,)``)."""
     scores = attention_scores(q, k)
     f2, g = entropic_c_transform(scores, f, mask, two_sided)
     return attention_from_potentials(scores, f2, g, mask)

@@ -77,12 +77,14 @@ def sinkhorn(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> tuple[
 
 
 def entropic_c_transform(
-    scores: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool = True
+    scores: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool | Tensor = True
 ) -> tuple[Tensor, Tensor]:
     """Reconstruct a plan from a query-side potential ``f``.
 
     ``g`` is the entropic c-transform of ``f`` over queries (columns exact). If ``two_sided``, ``f2`` is the
     c-transform of ``g`` over keys (rows exact), else ``f2 = f``. The plan is ``P = exp(S + f2 ⊕ g)``.
+    ``two_sided`` may also be a boolean tensor broadcastable to ``f.shape[:-1]`` (e.g. ``(H,)``: a side per
+    head), choosing per problem.
     Fed the query-side potential that a Sinkhorn run used for its last column step, this reproduces that
     run exactly; fed a converged dual, it reproduces the converged plan.
     """
@@ -95,6 +97,9 @@ def entropic_c_transform(
     marginals = Marginals(scores, mask)
     masked_scores = apply_mask(scores, mask)
     g = column_c_transform(masked_scores, f, marginals)
+    if isinstance(two_sided, Tensor):
+        both = row_c_transform(masked_scores, g, marginals), zero_invalid(f, marginals.row_valid)
+        return torch.where(two_sided.to(f.device).unsqueeze(-1), *both), g
     f2 = row_c_transform(masked_scores, g, marginals) if two_sided else zero_invalid(f, marginals.row_valid)
     return f2, g
 
@@ -106,10 +111,16 @@ def transport_plan(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = N
     return torch.exp(masked_scores + f.unsqueeze(-1) + g.unsqueeze(-2)).to(scores.dtype)
 
 
-def attention_from_potentials(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Attention ``A = n * P`` (``n`` valid queries), so that an exact row sums to 1."""
+def log_attention_from_potentials(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``log A = S + f ⊕ g + log n`` in the potentials' dtype, ``-inf`` on masked pairs: the log-domain attention,
+    finite where a sharp row's entries underflow in :func:`attention_from_potentials` (for divergences)."""
     work = scores.to(torch.promote_types(potential_dtype(scores.dtype), f.dtype))
     mask = as_pair_mask(mask, scores)
     log_n = -Marginals(work, mask).log_a
-    masked_scores = apply_mask(work, mask)
-    return torch.exp(masked_scores + (f + log_n).unsqueeze(-1) + g.unsqueeze(-2)).to(scores.dtype)
+    log_attention = work + (f + log_n).unsqueeze(-1) + g.unsqueeze(-2)
+    return log_attention if mask is None else log_attention.masked_fill(~mask, -torch.inf)
+
+
+def attention_from_potentials(scores: Tensor, f: Tensor, g: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Attention ``A = n * P`` (``n`` valid queries), so that an exact row sums to 1."""
+    return log_attention_from_potentials(scores, f, g, mask).exp().to(scores.dtype)

@@ -129,18 +129,23 @@ def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tup
 
 
 def fused_c_transform_attention(
-    q: Tensor, k: Tensor, v: Tensor, f: Tensor, token_mask: Tensor | None = None, two_sided: bool = True
+    q: Tensor, k: Tensor, v: Tensor, f: Tensor, token_mask: Tensor | None = None, two_sided: bool | Tensor = True
 ) -> Tensor:
     """ASAP's attention output from the query dual ``f (B, H, n)``, in two fused passes (self-attention).
 
     ``token_mask (B, 1|H, n)`` marks real tokens (padding); padded queries get a zero output, as in the dense path.
+    ``two_sided`` may be a boolean tensor broadcastable to ``(B, H)`` (a side per head: ``(H,)``). One-sided
+    rows are the two-sided ones rescaled: ``n exp(S_ij + f_i + g_j) = softmax_j(S_ij + g_j) * n exp(f_i + LSE_i)``.
     """
     f = f.to(potential_dtype(q.dtype))
     log_n = -log_uniform(token_mask, q.shape[-2], f.dtype)
     _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
     g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)
-    if not two_sided:
+    if isinstance(two_sided, Tensor):
+        scale = torch.where(two_sided.to(f.device).unsqueeze(-1), 0.0, f + log_n + row_lse).exp()
+        out = (out.to(f.dtype) * scale.unsqueeze(-1)).to(out.dtype)
+    elif not two_sided:
         out = (out.to(f.dtype) * torch.exp(f + log_n + row_lse).unsqueeze(-1)).to(out.dtype)
     if token_mask is not None:
         out = out * token_mask.unsqueeze(-1).to(out.dtype)
