@@ -30,6 +30,24 @@ def _train(args: argparse.Namespace) -> None:
     print(json.dumps({"result": str(result), **record["metrics"], **record["cost"]}, indent=2))
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    from asap.train.finetune import finetune
+
+    record = finetune(
+        args.compiled,
+        args.run_dir,
+        args.result,
+        args.out,
+        args.data_dir,
+        steps=args.steps,
+        params=args.params,
+        lr_scale=args.lr_scale,
+        seed=args.seed,
+        wandb=not args.no_wandb,
+    )
+    print(json.dumps({"result": args.result, **record["metrics"], **record["cost"]}, indent=2))
+
+
 def _data(args: argparse.Namespace) -> None:
     from asap.data import create_datamodule
     from asap.provenance import provenance, write_json_atomic
@@ -226,6 +244,7 @@ def _bench(args: argparse.Namespace) -> None:
 
         factors = args.slice_factors
         slices = frontier_slices(teacher_head_dim(teacher), factors, point) if factors else None
+        online = online_student(args.online_checkpoint, teacher, args.data_dir) if args.online_checkpoint else None
         table = accuracy_cost_frontier(
             teacher,
             datamodule.train_dataloader(),
@@ -238,13 +257,14 @@ def _bench(args: argparse.Namespace) -> None:
             max_test_batches=args.max_test_batches,
             slices=slices,
             one_sided=args.one_sided_variants,
+            online=online,
             **options,
         )
         splits = datamodule.datasets
         table["constant_predictor_acc"] = constant_predictor_accuracy(splits["train"], splits["test"])
     else:
         options.pop("num_batches")
-        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided)
+        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided, fit=point.fit)
         tables = [
             calibration_curve(
                 teacher,
@@ -270,6 +290,21 @@ def _bench(args: argparse.Namespace) -> None:
     table.insert(2, "seed", run["seed"])
     info = {"checkpoint": str(args.checkpoint), "operating_point": point.to_dict(), "options": options, "run": run}
     _write_table(table, Path(args.out), info)
+
+
+def online_student(checkpoint: str, teacher, data_dir: str):
+    """The model compiled from the online maps of ``checkpoint``, a run of the same teacher with online maps.
+    Its teacher weights must equal ``teacher``'s (online maps never touch training), else the comparison with
+    post-hoc calibration would compare two teachers."""
+    from asap.bench import load_teacher
+    from asap.compile import compile_online
+
+    online = load_teacher(checkpoint, data_dir).model
+    state, reference = online.state_dict(), teacher.state_dict()
+    differing = [key for key, value in reference.items() if not value.equal(state[key])]
+    if differing:
+        raise SystemExit(f"error: {checkpoint} was trained to other weights than the teacher: {differing[:3]}")
+    return compile_online(online)
 
 
 def _sequence_length(model, datamodule) -> int:
@@ -342,12 +377,28 @@ def main(argv: list[str] | None = None) -> None:
     compile_.add_argument("--operating-point", help="JSON of the chosen operating point and every candidate")
     compile_.set_defaults(handler=_compile)
 
+    finetune = commands.add_parser("finetune", help="fine-tune a compiled ASAP model for a few hundred steps")
+    finetune.add_argument("--compiled", required=True, help="a compiled model (asap compile --out)")
+    finetune.add_argument("--out", required=True, help="the fine-tuned model (compiled format)")
+    finetune.add_argument("--result", required=True, help="the run record (JSON)")
+    finetune.add_argument("--run-dir", required=True, help="logs of this run")
+    finetune.add_argument("--data-dir", default="data")
+    finetune.add_argument("--steps", type=int, default=300)
+    finetune.add_argument("--params", default="all", choices=["all", "maps"], help="every weight, or the maps only")
+    finetune.add_argument("--lr-scale", type=float, default=0.1, help="times the teacher's learning rate")
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("--no-wandb", action="store_true")
+    finetune.set_defaults(handler=_finetune)
+
     bench = commands.add_parser("bench", help="benchmarks")
     bench.add_argument("kind", choices=["frontier", "downstream", "speed"])
     _add_compile_options(bench)
     bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
     bench.add_argument("--seq-lens", type=int, nargs="+", default=[1024], help="frontier: per-layer latency at these n")
     bench.add_argument("--operating-point", help="frontier/downstream: the JSON written by asap compile")
+    bench.add_argument(
+        "--online-checkpoint", help="frontier: the teacher's run with online maps (compiled from them: asap_online)"
+    )
     bench.add_argument(
         "--slice-factors",
         type=float,

@@ -21,6 +21,7 @@ from asap.compile.compiler import (
     without_dual_map,
 )
 from asap.compile.io import load_compiled, read_compiled, save_compiled
+from asap.compile.online import compile_online, online_report
 
 
 class _CallableModule(types.ModuleType):
@@ -38,7 +39,9 @@ __all__ = [
     "choose_operating_point",
     "compile",
     "compile_candidates",
+    "compile_online",
     "load_compiled",
+    "online_report",
     "read_compiled",
     "save_compiled",
     "select_operating_point",

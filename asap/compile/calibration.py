@@ -1,8 +1,8 @@
 r"""Calibration data: each query's sliced features (1-D potentials and mean-field terms) and the teacher's
 query dual (the target).
 
-The target is the query-side dual ``f`` that the teacher's *last column step* used, i.e. the ``f`` of
-``n_iters - 1`` Sinkhorn iterations: its c-transform is exactly the teacher's ``g`` and hence the teacher's
+The target is the query-side dual ``f`` that the teacher's *last column step* used
+(:func:`asap.ops.teacher_query_dual`): its c-transform is exactly the teacher's ``g`` and hence the teacher's
 attention ``softmax_j(S_ij + g_j)`` (for a converged teacher this is the converged dual). Duals are defined
 up to a constant per problem (``f + c``, ``g - c`` give the same plan), so both the targets and the features
 (``kantorovich_1d``'s gauge) have zero mean over each problem's valid queries.
@@ -16,17 +16,6 @@ from torch import Tensor
 from asap import ops
 from asap.compile.capture import AttentionInputs
 from asap.nn.normalisers import pair_mask, token_mask
-
-
-def teacher_query_dual(inputs: AttentionInputs, n_iters: int) -> Tensor:
-    """Gauge-fixed ``f (B, H, N)`` of the teacher's last column step (0 on padded queries)."""
-    if n_iters < 1:
-        raise ValueError("a teacher with n_iters=0 is softmax attention: there is no dual to calibrate on")
-    pairs = pair_mask(inputs.mask)
-    f, _ = ops.sinkhorn(ops.attention_scores(inputs.q, inputs.k), n_iters - 1, pairs)
-    valid = torch.ones_like(f, dtype=torch.bool) if pairs is None else pairs.any(-1).expand_as(f)
-    mean = (f * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True)
-    return (f - mean) * valid
 
 
 def valid_tokens(inputs: AttentionInputs) -> Tensor:
@@ -53,7 +42,8 @@ def calibration_pairs(
     for inputs, phi in zip(batches, features, strict=True):
         valid = valid_tokens(inputs)
         pooled_features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
-        targets.append(teacher_query_dual(inputs, n_iters).permute(0, 2, 1)[valid])  # (T_b, H)
+        dual = ops.teacher_query_dual(ops.attention_scores(inputs.q, inputs.k), n_iters, pair_mask(inputs.mask))
+        targets.append(dual.permute(0, 2, 1)[valid])  # (T_b, H)
     return torch.cat(pooled_features).transpose(0, 1), torch.cat(targets).T
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from asap import ops
-from asap.nn.dual_maps import LinearDualMap, MLPDualMap
+from asap.nn.dual_maps import LinearDualMap, MLPDualMap, ridge_from_moments
 from asap.ops.masking import potential_dtype
 
 FITS = ("ridge", "kl")
@@ -33,13 +33,10 @@ def ridge_fit(features: Tensor, targets: Tensor, ridge: float) -> tuple[Tensor, 
 
     ``features (H, T, L)``, ``targets (H, T)`` -> ``weight (H, L)``, ``bias (H,)``.
     """
-    x = features.double()
-    y = targets.double()
-    x_mean, y_mean = x.mean(dim=1, keepdim=True), y.mean(dim=1, keepdim=True)
-    xc, yc = x - x_mean, y - y_mean
-    gram = xc.transpose(1, 2) @ xc + ridge * x.shape[1] * torch.eye(x.shape[2], dtype=x.dtype)
-    weight = torch.linalg.solve(gram, (xc.transpose(1, 2) @ yc.unsqueeze(-1))).squeeze(-1)
-    bias = y_mean.squeeze(1) - (x_mean.squeeze(1) * weight).sum(-1)
+    x, y = features.double(), targets.double()
+    count = torch.full((x.shape[0],), float(x.shape[1]), dtype=x.dtype, device=x.device)
+    moments = x.sum(1), y.sum(1), x.transpose(1, 2) @ x, (x * y.unsqueeze(-1)).sum(1)
+    weight, bias = ridge_from_moments(count, *moments, ridge)
     return weight.to(features.dtype), bias.to(features.dtype)
 
 

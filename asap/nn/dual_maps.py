@@ -10,6 +10,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def ridge_from_moments(
+    count: Tensor, x_sum: Tensor, y_sum: Tensor, xx_sum: Tensor, xy_sum: Tensor, ridge: float
+) -> tuple[Tensor, Tensor]:
+    """Per head, ``argmin_w,b sum (x w + b - y)^2 + ridge * count * |w|^2`` from the (weighted) moments of its
+    data: ``count (H,)``, ``x_sum (H, F)``, ``y_sum (H,)``, ``xx_sum (H, F, F)``, ``xy_sum (H, F)`` (float64
+    advised). Returns ``weight (H, F)`` and ``bias (H,)``. The centred Gram matrix is
+    ``xx_sum - x_sum x_sum^T / count``, so the moments can be accumulated batch by batch (and decayed)."""
+    x_mean, y_mean = x_sum / count[:, None], y_sum / count
+    gram = xx_sum - count[:, None, None] * x_mean[:, :, None] * x_mean[:, None, :]
+    cross = xy_sum - count[:, None] * x_mean * y_mean[:, None]
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    weight = torch.linalg.solve(gram + ridge * count[:, None, None] * eye, cross.unsqueeze(-1)).squeeze(-1)
+    return weight, y_mean - (x_mean * weight).sum(-1)
+
+
 class LinearDualMap(nn.Module):
     """``f = phi . w_h + b_h``: closed-form ridge regression fits it."""
 

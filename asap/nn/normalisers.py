@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from asap import ops
 from asap.nn.dual_maps import DUAL_MAPS
+from asap.nn.online_map import OnlineDualMap
 from asap.ops.masking import checking_data
 
 
@@ -81,11 +82,21 @@ class Sinkhorn(Normaliser):
     * ``auto`` (default): :func:`asap.ops.sinkhorn_impl` of the sequence length and device, falling back to
       ``lean`` where flash does not apply (a mask that is not a key-padding mask ``(B, 1, 1, N)``, attention
       dropout).
+
+    ``online_map=True`` (or the options of :class:`asap.nn.online_map.OnlineDualMap`) learns ASAP's dual map
+    while the teacher trains, without changing the teacher's training (see :mod:`asap.nn.online_map`).
     """
 
     name = "sinkhorn"
 
-    def __init__(self, num_heads: int, head_dim: int, n_iters: int = 3, impl: str = "auto") -> None:
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        n_iters: int = 3,
+        impl: str = "auto",
+        online_map: bool | dict[str, Any] = False,
+    ) -> None:
         super().__init__()
         if impl not in ops.SINKHORN_IMPLS:
             raise ValueError(f"unknown Sinkhorn implementation {impl!r}; choose one of {ops.SINKHORN_IMPLS}")
@@ -93,6 +104,12 @@ class Sinkhorn(Normaliser):
             raise ValueError(f"n_iters must be >= 0, got {n_iters}")
         self.n_iters = n_iters
         self.impl = impl
+        self.online_map: OnlineDualMap | None = None
+        if online_map:
+            if n_iters < 1:
+                raise ValueError("an online dual map needs a Sinkhorn teacher (n_iters >= 1)")
+            options = online_map if isinstance(online_map, dict) else {}
+            self.online_map = OnlineDualMap(num_heads, head_dim, **options)
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.impl == "unrolled":
@@ -100,6 +117,11 @@ class Sinkhorn(Normaliser):
         return ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), self.n_iters, pair_mask(mask))
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+        if self.online_map is not None:
+            if self.training:
+                self.online_map.update(q, k, mask, self.n_iters)
+            elif self.online_map.scoring:
+                self.online_map.score(q, k, mask, self.n_iters)
         dropout = self.training and dropout_p > 0
         impl = self.impl
         if impl == "auto":
@@ -112,7 +134,7 @@ class Sinkhorn(Normaliser):
         return ops.sinkhorn_attention(q, k, v, self.n_iters, token_mask(mask), impl="flash")
 
     def extra_repr(self) -> str:
-        return f"n_iters={self.n_iters}, impl={self.impl}"
+        return f"n_iters={self.n_iters}, impl={self.impl}, online_map={self.online_map is not None}"
 
 
 class SlicedTransport(Normaliser):

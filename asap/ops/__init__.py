@@ -41,6 +41,7 @@ from asap.ops.entropic import (
     log_attention_from_potentials,
     row_c_transform,
     sinkhorn,
+    teacher_query_dual,
     transport_plan,
 )
 from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
@@ -68,6 +69,7 @@ __all__ = [
     "project",
     "row_c_transform",
     "sinkhorn",
+    "teacher_query_dual",
     "sinkhorn_attention_matrix",
     "sinkhorn_weights",
     "slice_directions",

@@ -76,6 +76,21 @@ def sinkhorn(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> tuple[
     return f, g
 
 
+def teacher_query_dual(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
+    """The query dual ``f (..., n)`` of a Sinkhorn teacher's *last column step* (the ``f`` of ``n_iters - 1``
+    iterations), with zero mean over each problem's valid queries (0 on padded ones): ASAP's calibration target.
+
+    Its c-transform is exactly the teacher's ``g``, hence the teacher's attention ``softmax_j(S_ij + g_j)``;
+    duals are defined up to a constant per problem (``f + c``, ``g - c`` give the same plan), hence the gauge.
+    """
+    if n_iters < 1:
+        raise ValueError("a teacher with n_iters=0 is softmax attention: there is no dual to calibrate on")
+    f, _ = sinkhorn(scores, n_iters - 1, mask)
+    valid = torch.ones_like(f, dtype=torch.bool) if mask is None else as_pair_mask(mask, scores).any(-1).expand_as(f)
+    mean = (f * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True)
+    return (f - mean) * valid
+
+
 def entropic_c_transform(
     scores: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool | Tensor = True
 ) -> tuple[Tensor, Tensor]:

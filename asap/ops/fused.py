@@ -123,7 +123,7 @@ def _dense_biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -
 def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`biased_attention` where no gradient is needed, else the dense computation, which autograd can
     differentiate."""
-    if not torch.is_grad_enabled() or not (q.requires_grad or k.requires_grad or v.requires_grad):
+    if not torch.is_grad_enabled() or not any(x.requires_grad for x in (q, k, v, key_bias)):
         return biased_attention(q, k, v, key_bias)
     return _dense_biased_attention(q, k, v, key_bias)
 

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from asap.memory import PeakMemory
+from asap.nn.online_map import OnlineDualMap
 
 
 class StepCost(L.Callback):
@@ -63,3 +64,25 @@ class StepCost(L.Callback):
             "step_time_ms_median": statistics.median(timed),
             "step_peak_mem_mb": max(self.step_peaks),
         }
+
+
+class OnlineCalibration(L.Callback):
+    """Scores the online dual maps (:mod:`asap.nn.online_map`) on every validation epoch: each map is solved
+    from its moments at the epoch's start and scored on the validation batches (held-out R^2 and plan error,
+    kept in its buffers and so in that epoch's checkpoint). A no-op for models without online maps, and for
+    the sanity-check validation before any training step."""
+
+    @staticmethod
+    def _maps(module: L.LightningModule) -> list[OnlineDualMap]:
+        return [m for m in module.modules() if isinstance(m, OnlineDualMap) and bool((m.count > 0).all())]
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for online in self._maps(module):
+            online.start_scoring()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for online in self._maps(module):
+            online.finish_scoring()
+            for head, (r2, error) in enumerate(zip(online.r2.tolist(), online.plan_error.tolist(), strict=True)):
+                module.log(f"online_map/r2_head{head}", r2, reduce_fx="mean")
+                module.log(f"online_map/plan_error_head{head}", error, reduce_fx="mean")

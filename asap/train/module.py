@@ -57,6 +57,8 @@ class Classifier(L.LightningModule):
         optim = self.hparams.optim
         decay, no_decay = [], []
         for parameter in self.parameters():
+            if not parameter.requires_grad:  # frozen (a fine-tune of the dual maps only)
+                continue
             (decay if parameter.ndim >= 2 else no_decay).append(parameter)
         optimizer = torch.optim.AdamW(
             [

@@ -11,11 +11,13 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from torch import nn
 
+from asap.compile.online import compile_online, online_layers, online_report
 from asap.data import create_datamodule
 from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic
-from asap.train.callbacks import StepCost
+from asap.train.callbacks import OnlineCalibration, StepCost
 from asap.train.config import validate_config
 from asap.train.module import Classifier
 
@@ -39,7 +41,8 @@ def run_name(config: dict[str, Any]) -> str:
     return f"{config['task']}-{config['variant']}-seed{config['seed']}"
 
 
-def _loggers(config: dict[str, Any], run_dir: Path) -> list[Logger]:
+def loggers_for(config: dict[str, Any], run_dir: Path) -> list[Logger]:
+    """CSV under ``run_dir``, and W&B (offline unless ``WANDB_MODE`` says otherwise) unless ``logging.wandb`` is off."""
     loggers: list[Logger] = [CSVLogger(run_dir, name="csv", version="")]
     if config.get("logging", {}).get("wandb", True):
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -75,11 +78,11 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
         dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True
     )
     cost = StepCost()
-    loggers = _loggers(config, run_dir)
+    loggers = loggers_for(config, run_dir)
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
-        callbacks=[checkpoint, cost, LearningRateMonitor(logging_interval="step")],
+        callbacks=[OnlineCalibration(), checkpoint, cost, LearningRateMonitor(logging_interval="step")],
         deterministic=True,
         **config.get("trainer", {}),
     )
@@ -91,6 +94,7 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()
 
+    online = online_asap(module.model, datamodule) if online_layers(module.model) else None
     record = {
         "task": config["task"],
         "variant": config["variant"],
@@ -109,5 +113,20 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
         "config": config,
         "provenance": provenance(),
     }
+    if online is not None:
+        record["online_asap"] = online
     write_json_atomic(result_path, record)
     return record
+
+
+def online_asap(teacher: nn.Module, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The teacher (the best checkpoint's weights) compiled from its online dual maps, compared with it on the
+    test split, and the maps' scores on the last validation epoch of that checkpoint."""
+    from asap.bench.agreement import compare_predictions, predictions
+
+    student = compile_online(teacher)
+    teacher_logits, labels = predictions(teacher, datamodule.test_dataloader())
+    logits, _ = predictions(student, datamodule.test_dataloader())
+    comparison = compare_predictions(logits, teacher_logits, labels)
+    report = online_report(teacher)
+    return {**comparison, "report": report.to_dict("records")}
