@@ -32,12 +32,24 @@ def variants_of(task):
 
 
 def is_teacher(task, variant):
-    return variant_entry(load_task_config(task, PROFILE, os.path.join(workflow.basedir, "experiments", PROFILE,
-                                                                       task + ".yaml")), variant)[0] == "sinkhorn"
+    """A Sinkhorn run that is compiled and benchmarked (a run with online maps is its teacher's twin: the same
+    weights, see asap.nn.online_map; it enters its teacher's frontier as asap_online)."""
+    config = load_task_config(task, PROFILE, os.path.join(workflow.basedir, "experiments", PROFILE, task + ".yaml"))
+    normaliser, options, _ = variant_entry(config, variant)
+    return normaliser == "sinkhorn" and not options.get("online_map")
 
 
+ONLINE = config.get("online_variants", {})  # teacher variant -> its run with online maps
+FINETUNE = config.get("finetune", {"teachers": []})
 TRAINED = [(task, variant) for task in TASKS for variant in variants_of(task)]
 TEACHERS = [(task, variant) for task, variant in TRAINED if is_teacher(task, variant)]
+FINETUNED = [(task, variant) for task, variant in TEACHERS if variant in FINETUNE["teachers"]]
+
+
+def online_of(task, variant):
+    """The run with online maps of this teacher, if the workflow trains one."""
+    online = ONLINE.get(variant)
+    return online if online in variants_of(task) else None
 DOWNSTREAM = [(task, variant) for task, variant in TEACHERS if variant in config.get("downstream_teachers", [variant])]
 
 
@@ -62,9 +74,11 @@ CALIBRATION_REPORT = RESULTS + "/compile/{task}/{variant}/seed{seed}.csv"
 OPERATING_POINT = RESULTS + "/compile/{task}/{variant}/seed{seed}.operating_point.json"
 FRONTIER_TABLE = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.csv"
 DOWNSTREAM_TABLE = RESULTS + "/bench/downstream/{task}/{variant}/seed{seed}.csv"
+FINETUNE_RECORD = RESULTS + "/finetune/{task}/{variant}/seed{seed}.json"
+FINETUNED_MODEL = RUNS + "/{task}/finetuned/{variant}/seed{seed}.pt"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
-    f"--calib-batches {COMPILE['calib_batches']}"
+    f"--calib-batches {COMPILE['calib_batches']} --fit {COMPILE.get('fit', 'kl')} --side {COMPILE.get('side', 'two')}"
 )
 CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']}"
 
@@ -85,6 +99,7 @@ SPEED_ARGS = (
 RUN_ARTEFACTS = [
     *per_run(RUN_CHECKPOINT, TRAINED, SEEDS),
     *per_run(COMPILED_MODEL, TEACHERS, TEACHER_SEEDS),
+    *per_run(FINETUNED_MODEL, FINETUNED, TEACHER_SEEDS),
     *expand(RAW_TIMINGS, mode=["inference", "training"]),
 ]
 
@@ -141,10 +156,16 @@ rule compile:
         + " --out {output.model} --report {output.report} --operating-point {output.operating_point} > {log} 2>&1"
 
 
+def online_checkpoint(wildcards):
+    online = online_of(wildcards.task, wildcards.variant)
+    return [RUN_CHECKPOINT.format(task=wildcards.task, variant=online, seed=wildcards.seed)] if online else []
+
+
 rule frontier:
     input:
         checkpoint=RUN_CHECKPOINT,
         operating_point=OPERATING_POINT,
+        online=online_checkpoint,
     output:
         FRONTIER_TABLE,
     log:
@@ -156,11 +177,12 @@ rule frontier:
         seq_lens=numbers(FRONTIER["seq_lens"]),
         sweep=(f"--slice-factors {numbers(FRONTIER['slice_factors'])}" if "slice_factors" in FRONTIER else "")
         + f" --one-sided-variants {FRONTIER.get('one_sided', 'all')}",
+        online=lambda wildcards, input: f"--online-checkpoint {input.online}" if input.online else "",
     shell:
         ASAP + " bench frontier --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
         " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens} {params.sweep}"
         " --min-run-time " + str(FRONTIER["min_run_time"]) + " --threads " + str(FRONTIER["threads"])
-        + " --out {output} > {log} 2>&1"
+        + " {params.online} --out {output} > {log} 2>&1"
 
 
 rule downstream:
@@ -179,9 +201,29 @@ rule downstream:
         edges=numbers(BENCH["length_edges"]),
     shell:
         ASAP + " bench downstream --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
-        " --data-dir " + DATA + " " + CALIBRATION_ARGS
+        " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --fit " + BENCH.get("downstream_fit", "kl")
         + " --calib-sizes {params.sizes} --length-edges {params.edges}"
         + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        COMPILED_MODEL,
+    output:
+        record=FINETUNE_RECORD,
+        model=FINETUNED_MODEL,
+    log:
+        RESULTS + "/logs/finetune/{task}/{variant}/seed{seed}.log",
+    benchmark:
+        RESULTS + "/jobs/finetune/{task}/{variant}/seed{seed}.tsv"
+    threads: THREADS
+    params:
+        options=lambda wildcards: f"--steps {FINETUNE['steps']} --params {FINETUNE['params']}"
+        f" --lr-scale {FINETUNE['lr_scale']}",
+    shell:
+        ASAP + " finetune --compiled {input} --out {output.model} --result {output.record} --data-dir " + DATA
+        + " --run-dir " + RUNS + "/{wildcards.task}/finetuned/{wildcards.variant}/seed{wildcards.seed}"
+        + " {params.options} > {log} 2>&1"
 
 
 rule speed:
@@ -217,6 +259,7 @@ rule report:
         per_run(CALIBRATION_REPORT, TEACHERS, TEACHER_SEEDS),
         per_run(FRONTIER_TABLE, TEACHERS, TEACHER_SEEDS),
         per_run(DOWNSTREAM_TABLE, DOWNSTREAM, TEACHER_SEEDS),
+        per_run(FINETUNE_RECORD, FINETUNED, TEACHER_SEEDS),
     output:
         FIGURES + "/provenance.json",
     log:

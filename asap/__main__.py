@@ -264,7 +264,7 @@ def _bench(args: argparse.Namespace) -> None:
         table["constant_predictor_acc"] = constant_predictor_accuracy(splits["train"], splits["test"])
     else:
         options.pop("num_batches")
-        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided, fit=point.fit)
+        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided, fit=args.fit)
         tables = [
             calibration_curve(
                 teacher,

@@ -47,7 +47,7 @@ from asap.compile.compiler import (
 )
 from asap.compile.fit import FITS
 from asap.nn import attention_layers, with_normaliser
-from asap.nn.normalisers import SIDES, Sinkhorn
+from asap.nn.normalisers import ASAP, SIDES, Sinkhorn
 
 ONE_SIDED = ("all", "operating_point")
 
@@ -165,6 +165,20 @@ def frontier_points(
     return points
 
 
+def head_sides(model: nn.Module) -> str | None:
+    """Each ASAP layer's side per head, ``2`` rebuilt two-sided (rows exact) and ``1`` one-sided, layers joined by
+    ``/`` (e.g. ``2212/2222``); ``None`` for a model without ASAP layers."""
+    layers = [layer.normaliser for layer in attention_layers(model).values() if isinstance(layer.normaliser, ASAP)]
+    if not layers:
+        return None
+    codes = []
+    for normaliser in layers:
+        sides = normaliser.sides()
+        heads = sides.tolist() if isinstance(sides, Tensor) else [sides] * normaliser.directions.shape[0]
+        codes.append("".join("2" if side else "1" for side in heads))
+    return "/".join(codes)
+
+
 def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:
     """One attention normaliser of ``model`` applied to random ``q, k, v`` of the model's heads and head dim
     (inference, no mask)."""
@@ -234,6 +248,7 @@ def accuracy_cost_frontier(
             "directions": point.directions,
             "two_sided": point.two_sided,
             "fit": point.fit,
+            "head_sides": head_sides(point.model),
             "operating_point": point.operating_point,
             "teacher_iterations": points[0].iterations,
             "seq_len": seq_len,
