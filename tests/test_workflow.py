@@ -41,15 +41,17 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "profile, trains, teachers",
-    [("default", 11, 5), ("paper", 108, 54), ("mini", 3, 1), ("gpu", 42, 18)],
+    "profile, trains, teachers, finetunes",
+    [("default", 14, 5, 3), ("paper", 108, 54, 0), ("mini", 4, 1, 1), ("gpu", 42, 18, 0)],
 )
-def test_dry_run(profile, trains, teachers, tmp_path):
+def test_dry_run(profile, trains, teachers, finetunes, tmp_path):
     result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = job_counts(result.stdout)
     assert counts["train"] == trains and counts["report"] == 1
-    assert counts["compile"] == counts["frontier"] == teachers, "every Sinkhorn teacher (T = 3 and T = 10)"
+    # every Sinkhorn teacher (T = 3 and T = 10); a run with online maps is its teacher's twin, not a teacher
+    assert counts["compile"] == counts["frontier"] == teachers
+    assert counts.get("finetune", 0) == finetunes
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -82,7 +84,15 @@ def test_mini_workflow_produces_every_output(mini_run):
         record = json.loads((results / f"train/listops/{variant}/seed0.json").read_text())
         assert record["variant"] == variant and record["provenance"]["git_commit"]
     frontier = pd.read_csv(results / "bench/frontier/listops/sinkhorn/seed0.csv")
-    assert {"teacher", "sinkhorn_0it", "sinkhorn_1it", "asap", "asap_no_map"} <= set(frontier.variant)
+    assert {"teacher", "sinkhorn_0it", "sinkhorn_1it", "asap", "asap_no_map", "asap_online"} <= set(frontier.variant)
+    online = json.loads((results / "train/listops/sinkhorn_online/seed0.json").read_text())
+    assert (
+        online["metrics"]["test_acc"]
+        == json.loads((results / "train/listops/sinkhorn/seed0.json").read_text())["metrics"]["test_acc"]
+    ), "the online maps leave the teacher's training unchanged"
+    assert online["online_asap"]["accuracy"] == pytest.approx(frontier.set_index("variant").accuracy["asap_online"])
+    finetuned = json.loads((results / "finetune/listops/sinkhorn/seed0.json").read_text())
+    assert finetuned["finetune"]["steps"] == 4 and 0 <= finetuned["metrics"]["test_acc"] <= 1
     point = json.loads((results / "compile/listops/sinkhorn/seed0.operating_point.json").read_text())
     chosen = frontier[frontier.operating_point]
     assert len(chosen) == 1 and chosen.slices.item() == point["operating_point"]["slices"]
@@ -94,7 +104,7 @@ def test_mini_workflow_produces_every_output(mini_run):
     downstream = pd.read_csv(results / "bench/downstream/listops/sinkhorn/seed0.csv")
     assert {"calibration", "length"} <= set(downstream.experiment)
     assert len(pd.read_csv(results / "compile/listops/sinkhorn/seed0.csv")) == 2  # one layer, two heads
-    for name in ("accuracy", "training_cost", "frozen_layer", "headline", "speed"):
+    for name in ("accuracy", "training_cost", "frozen_layer", "headline", "speed", "compile_options", "calibration"):
         assert (figures / f"{name}.md").read_text().count("|") > 10
         assert "\\begin{table}" in (figures / f"{name}.tex").read_text()
     for name in ("frontier", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve", "speed"):
@@ -114,11 +124,11 @@ def test_report_from_a_results_directory(mini_run, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(mini_run / "results/mini", results)
     written = build_report(results, tmp_path / "figures")
-    assert len(written) == 25 and all(path.exists() for path in written)
+    assert len(written) == 29 and all(path.exists() for path in written)
     cost = (tmp_path / "figures/workflow_cost.md").read_text()
-    assert all(rule in cost for rule in ("train", "compile", "frontier", "downstream", "speed", "all"))
+    assert all(rule in cost for rule in ("train", "compile", "frontier", "downstream", "finetune", "speed", "all"))
     shutil.rmtree(results / "jobs")  # job records are optional: results from elsewhere may lack them
-    assert len(build_report(results, tmp_path / "figures")) == 23
+    assert len(build_report(results, tmp_path / "figures")) == 27
     provenance = json.loads((tmp_path / "figures/provenance.json").read_text())
     assert "train/listops/sinkhorn/seed0.json" in provenance["sources"]
     shutil.rmtree(results / "bench/frontier")

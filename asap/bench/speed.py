@@ -12,7 +12,9 @@ Methods (inference): fused softmax (SDPA); the Sinkhorn teacher with ``T`` itera
 were trained), ``sinkhorn_flash`` the flash one (``2T + 1`` fused passes, ``O(n d)`` memory), ``sinkhorn_unrolled``
 plain autograd through the iterations; 1-iteration Sinkhorn (lean, 3 passes: the cheapest truncation that is
 still doubly stochastic in part); sliced transport (ESPFormer); ASAP with its dense reference path and with the
-fused two-pass path. Training: forward + backward of the same layer. Every row carries its speed-up over each
+fused two-pass path. Training: forward + backward of the same layer, and ``sinkhorn_online``: the lean teacher
+with the update of an online dual map (:mod:`asap.nn.online_map`, ``L`` slices), the cost of learning ASAP's
+map while the teacher trains. Every row carries its speed-up over each
 teacher implementation and its time relative to softmax. At the ``compiled_seq_lens``, softmax, the lean and
 flash teachers and fused ASAP also run under ``torch.compile`` (inductor, static shapes) as their own rows
 (``<method>_compiled``), with their speed-up over eager. Timings run on ``threads`` threads, recorded in every
@@ -40,6 +42,7 @@ import torch
 from asap import ops
 from asap.bench.timing import random_qkv, timings_ms
 from asap.memory import PeakMemory
+from asap.nn.online_map import OnlineDualMap
 
 INFERENCE = (
     "softmax",
@@ -55,7 +58,7 @@ MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", 
 STREAMING = ("softmax", "sinkhorn_flash", "asap_fused")  # never hold an n x n tensor
 COMPILED_SUFFIX = "_compiled"  # the method under torch.compile (inductor, static shapes), inference only
 COMPILED = tuple(name + COMPILED_SUFFIX for name in ("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused"))
-TRAINING = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
+TRAINING = ("softmax", "sinkhorn", "sinkhorn_online", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
 
 
 MMAP_THRESHOLD_BYTES = 64 * 2**10  # tensors above this are mapped and unmapped one by one (see the docstring)
@@ -82,9 +85,18 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
     def asap_dual(q, k):
         return ops.sliced_dual_features(q, k, directions) @ map_weights.to(q)
 
+    online_maps: dict[int, OnlineDualMap] = {}
+
+    def teacher_with_online_map(q, k, v):  # the lean teacher, and its online map's update as in training
+        heads = q.shape[1]
+        online = online_maps.setdefault(heads, OnlineDualMap(heads, head_dim, slices).to(q.device))
+        online.update(q, k, None, n_iters)
+        return ops.sinkhorn_attention(q, k, v, n_iters, impl="lean")
+
     methods = {
         "softmax": lambda q, k, v: ops.softmax_attention(q, k, v),
         "sinkhorn": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="lean"),
+        "sinkhorn_online": teacher_with_online_map,
         "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention(q, k, v, 1, impl="lean"),
         "sinkhorn_flash": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="flash"),
         "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="unrolled"),

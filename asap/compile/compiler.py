@@ -155,10 +155,11 @@ class _LayerCalibration:
         heldout = slicing.heldout_features, self.plans("holdout")
         ridge = {side: plan_scores(slicing.ridge_map, *heldout, side) for side in (True, False)}
         maps = {True: slicing.ridge_map, False: slicing.ridge_map}
+        scores = dict(ridge)
         if point.fit == "kl":
             fitted_sides = (True, False) if point.two_sided == "auto" else (point.two_sided,)
             maps.update({side: self.kl_map(slicing, side) for side in fitted_sides})
-        scores = {side: plan_scores(maps[side], *heldout, side) for side in (True, False)}
+            scores = {side: plan_scores(maps[side], *heldout, side) for side in (True, False)}
         if point.two_sided == "auto":  # per head, the side with the lower held-out plan error
             chosen = scores[True][0] <= scores[False][0]
         else:

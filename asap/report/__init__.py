@@ -6,7 +6,13 @@ from pathlib import Path
 
 from asap.provenance import provenance, write_json_atomic
 from asap.report import collect, figures, tables
-from asap.report.frontier import fixed_length, headline_table, operating_point_table
+from asap.report.frontier import (
+    calibration_table,
+    compile_options_table,
+    fixed_length,
+    headline_table,
+    operating_point_table,
+)
 
 
 def build_report(results: str | Path, out: str | Path) -> list[Path]:
@@ -16,9 +22,24 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
     frontier = collect.bench_tables(results, "frontier")
     downstream = collect.bench_tables(results, "downstream")
     reports = collect.calibration_reports(results)
+    finetuned = collect.finetune_records(results)
     speed = {mode: collect.speed_table(results, mode) for mode in ("inference", "training")}
     written = [
-        *tables.write_table(tables.accuracy_table(runs), out / "accuracy", "Test accuracy (%) by task and attention"),
+        *tables.write_table(
+            tables.accuracy_table(runs, frontier, finetuned),
+            out / "accuracy",
+            "Test accuracy (%) by task and attention; ASAP compiled from the T = 3 teacher, and fine-tuned",
+        ),
+        *tables.write_table(
+            compile_options_table(frontier, finetuned),
+            out / "compile_options",
+            "Accuracy recovery (ASAP / teacher test accuracy) of each compile option at the operating point",
+        ),
+        *tables.write_table(
+            calibration_table(reports),
+            out / "calibration",
+            "Held-out calibration scores per layer: the ridge map and the deployed (KL-fitted) map",
+        ),
         *tables.write_table(tables.training_cost_table(runs), out / "training_cost", "Training cost per variant"),
         *tables.write_table(
             headline_table(frontier),

@@ -18,6 +18,8 @@ def train_runs(results: str | Path) -> pd.DataFrame:
         record = json.loads(path.read_text())
         row = {"task": record["task"], "variant": record["variant"], "seed": record["seed"]}
         row.update({key: {**record["metrics"], **record["cost"]}.get(key) for key in TRAIN_COLUMNS})
+        online = record.get("online_asap", {})  # a teacher run with online maps: its compiled model on the test split
+        row.update(online_asap_acc=online.get("accuracy"), online_asap_agreement=online.get("agreement"))
         row.update(git_commit=record["provenance"]["git_commit"], device=record["provenance"]["device"])
         rows.append(row)
     if not rows:
@@ -31,7 +33,28 @@ def bench_tables(results: str | Path, kind: str) -> pd.DataFrame:
     paths = sorted(Path(results).glob(f"bench/{kind}/*/*/seed*.csv"))
     if not paths:
         raise FileNotFoundError(f"no {kind} benchmark tables under {results}/bench/{kind}")
-    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+    table = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+    if "two_sided" in table:  # True, False or "auto" (read back as strings when mixed)
+        table["two_sided"] = table["two_sided"].map(lambda side: {"True": True, "False": False}.get(side, side))
+    return table
+
+
+def finetune_records(results: str | Path) -> pd.DataFrame:
+    """One row per fine-tune record ``finetune/<task>/<teacher>/seed<k>.json`` (empty if none)."""
+    rows = []
+    for path in sorted(Path(results).glob("finetune/*/*/seed*.json")):
+        record = json.loads(path.read_text())
+        rows.append(
+            {
+                "task": record["task"],
+                "teacher": record["teacher"],
+                "seed": record["seed"],
+                **record["metrics"],
+                **record["finetune"],
+                "finetune_wall_s": record["cost"]["finetune_wall_s"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["task", "teacher", "seed", "test_acc", "test_acc_compiled", "steps", "params"])
 
 
 def job_costs(results: str | Path) -> pd.DataFrame:

@@ -43,7 +43,8 @@ def _frontier_panel(axis, rows: pd.DataFrame, latency: str) -> None:
         axis.annotate(f"{int(k)}", (x, y), textcoords="offset points", xytext=(3, -9), fontsize=6, color="C0")
     for kind in ("random", "pca"):
         for two_sided, linestyle in ((True, "-"), (False, ":")):
-            line = rows[(rows.family == "asap") & (rows.directions == kind) & (rows.two_sided == two_sided)]
+            line = rows[(rows.family == "asap") & (rows.directions == kind) & rows.two_sided.eq(two_sided)]
+            line = line[line.fit == "ridge"]  # the sweep over L (the other fits run at the operating point only)
             style = dict(FAMILY_STYLE[("asap", kind)])
             if not two_sided:
                 style["label"] = style["label"] + ", one-sided"
@@ -94,13 +95,14 @@ def frontier(frontier_table: pd.DataFrame, stem: Path, latency_n: str) -> list[P
 
 def sweeps(frontier_table: pd.DataFrame, stem: Path) -> list[Path]:
     """Accuracy of each frozen teacher against Sinkhorn iterations at inference (0 = softmax, T = the teacher),
-    and of ASAP (two-sided, random directions) against its slices per head."""
+    and of ASAP (two-sided, random directions, ridge maps) against its slices per head."""
     figure, axes = _panels(2)
     for (task, teacher), rows in frontier_table.groupby(["task", "teacher"], sort=False):
         label = f"{task} ({teacher})"
         truncated = rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
         axes[0].plot(truncated.iterations, 100 * truncated.accuracy, marker="o", label=label)
-        asap = rows[(rows.family == "asap") & (rows.directions == "random") & rows.two_sided.astype(bool)]
+        asap = rows[(rows.family == "asap") & (rows.directions == "random") & rows.two_sided.eq(True)]
+        asap = asap[asap.fit == "ridge"]
         asap = asap.sort_values("slices")
         axes[1].plot(asap.slices, 100 * asap.accuracy, marker="s", label=label)
     axes[0].set(xlabel="Sinkhorn iterations at inference (0 = softmax)", ylabel="test accuracy (%)")
@@ -112,25 +114,33 @@ def sweeps(frontier_table: pd.DataFrame, stem: Path) -> list[Path]:
 
 
 def dual_map_r2(reports: pd.DataFrame, stem: Path) -> list[Path]:
-    """Held-out R^2 of the dual map per layer (mean over heads; bars span the heads' min to max)."""
-    figure, axes = _panels(1, width=5.0)
-    axis = axes[0]
-    for offset, (task, group) in enumerate(reports.groupby("task")):
+    """Per teacher and layer (means over heads; bars span the heads' min to max): the held-out R^2 of the ridge
+    map's dual, and the held-out plan error of the ridge map (open) and of the deployed map (filled: KL-fitted
+    when compiled with ``fit="kl"``)."""
+    figure, axes = _panels(2, width=5.0)
+    for offset, ((task, teacher), group) in enumerate(reports.groupby(["task", "variant"], sort=False)):
         layers = list(dict.fromkeys(group.layer))
-        stats = group.groupby("layer")["r2"].agg(["mean", "min", "max"]).loc[layers]
-        x = [index + 0.1 * offset for index in range(len(layers))]
-        axis.errorbar(
-            x,
-            stats["mean"],
-            yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-            marker="o",
-            capsize=3,
-            label=task,
-            linestyle="none",
-        )
-    axis.set(xlabel="attention layer", ylabel="held-out $R^2$ of $\\hat f$", ylim=(None, 1.0))
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize="small")
+        x = [index + 0.08 * offset for index in range(len(layers))]
+        panels = [(axes[0], "ridge_r2", "o", "full"), (axes[1], "ridge_plan_error", "o", "none")]
+        panels.append((axes[1], "plan_error", "o", "full"))
+        for axis, column, marker, fill in panels:
+            stats = group.groupby("layer")[column].agg(["mean", "min", "max"]).loc[layers]
+            axis.errorbar(
+                x,
+                stats["mean"],
+                yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                marker=marker,
+                fillstyle=fill,
+                capsize=3,
+                color=f"C{offset}",
+                label=f"{task} ({teacher})" if fill == "full" else None,
+                linestyle="none",
+            )
+    axes[0].set(xlabel="attention layer", ylabel="held-out $R^2$ of $\\hat f$ (ridge map)", ylim=(None, 1.0))
+    axes[1].set(xlabel="attention layer", ylabel="held-out plan error (open: ridge, filled: deployed)")
+    for axis in axes:
+        axis.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="x-small")
     return save(figure, stem)
 
 

@@ -19,6 +19,62 @@ import pandas as pd
 
 SENSITIVITY_THRESHOLD = 0.02
 PAPER_SPEEDUP = 5.3
+SIDE_ORDER = {True: 0, False: 1, "auto": 2}
+COMPILE_OPTIONS = [(fit, side) for fit in ("ridge", "kl") for side in (True, False, "auto")]
+
+
+def side_label(two_sided: object, head_sides: object) -> str:
+    """``two``, ``one``, or ``auto 2212/2222`` (each head's choice: 2 two-sided, 1 one-sided); blank otherwise."""
+    if two_sided is True or two_sided is False:
+        return "two" if two_sided else "one"
+    if two_sided == "auto":
+        return f"auto {head_sides}"
+    return ""
+
+
+def compile_options_table(frontier: pd.DataFrame, finetuned: pd.DataFrame) -> pd.DataFrame:
+    """Per teacher, at the operating point's ``L`` and directions: the accuracy recovery (ASAP's test accuracy
+    over the teacher's) of every compile option (ridge or KL map; two-sided, one-sided or a side per head), of
+    the maps learned while the teacher trained (``online``) and of the fine-tuned operating point."""
+    records = []
+    for task, teacher in teachers(frontier):
+        rows = _rows(frontier, task, teacher)
+        point = rows[rows.operating_point.astype(bool)].iloc[0]
+        teacher_acc = rows[rows.family == "teacher"].accuracy.iloc[0]
+        at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
+        record = {"task": task, "teacher": teacher, "teacher acc %": 100 * teacher_acc}
+        record["point"] = f"L={int(point.slices)} {point.directions}, {point.fit} {side_label(point.two_sided, '')}"
+        for fit, side in COMPILE_OPTIONS:
+            option = at_point[(at_point.fit == fit) & at_point.two_sided.eq(side)]
+            label = f"{fit} {side_label(side, '').strip()}"
+            record[label] = option.accuracy.iloc[0] / teacher_acc if len(option) else float("nan")
+            if side == "auto" and len(option):
+                record[f"{fit} auto sides"] = option.head_sides.iloc[0]
+        online = rows[rows.family == "asap_online"]
+        record["online"] = online.accuracy.iloc[0] / teacher_acc if len(online) else float("nan")
+        tuned = finetuned[(finetuned.task == task) & (finetuned.teacher == teacher)]
+        record["fine-tuned"] = tuned.test_acc.mean() / teacher_acc if len(tuned) else float("nan")
+        records.append(record)
+    return pd.DataFrame(records).round(4).set_index(["task", "teacher"])
+
+
+def calibration_table(reports: pd.DataFrame) -> pd.DataFrame:
+    """Per task, teacher and layer at the compiled operating point: held-out plan error, row KL and dual R^2 of
+    the ridge map and of the deployed map (means over heads; the worst head's plan error beside)."""
+    reports = reports.assign(fit=reports.get("fit", "ridge"))
+    grouped = reports.groupby(["task", "variant", "layer", "fit"], sort=False)
+    table = grouped.agg(
+        heads=("head", "size"),
+        ridge_plan_err=("ridge_plan_error", "mean"),
+        plan_err=("plan_error", "mean"),
+        worst_head_ridge=("ridge_plan_error", "max"),
+        worst_head=("plan_error", "max"),
+        ridge_kl=("ridge_kl", "mean"),
+        kl=("kl", "mean"),
+        ridge_r2=("ridge_r2", "mean"),
+        r2=("r2", "mean"),
+    )
+    return table.round(4)
 
 
 def fixed_length(frontier: pd.DataFrame) -> str:
@@ -46,7 +102,7 @@ def teachers(frontier: pd.DataFrame) -> list[tuple[str, str]]:
 def _rows(frontier: pd.DataFrame, task: str, teacher: str) -> pd.DataFrame:
     """One teacher's frontier, one row per variant (numbers averaged over seeds), indexed by variant."""
     rows = frontier[(frontier.task == task) & (frontier.teacher == teacher)]
-    labels = ["family", "directions", "two_sided", "operating_point"]
+    labels = [c for c in ("family", "directions", "two_sided", "fit", "head_sides", "operating_point") if c in rows]
     numbers = rows.drop(columns=labels).groupby("variant", sort=False).mean(numeric_only=True)
     return numbers.join(rows.groupby("variant", sort=False)[labels].first())
 
@@ -64,14 +120,16 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
         rows = _rows(frontier, task, teacher)
         point = rows[rows.operating_point.astype(bool)].iloc[0]
         at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
-        keep = pd.concat(
-            [_truncated(rows), at_point.sort_values("two_sided", ascending=False), rows[rows.family == "asap_no_map"]]
-        )
+        at_point = at_point.assign(order=at_point.two_sided.map(SIDE_ORDER)).sort_values(["fit", "order"])
+        others = rows[rows.family.isin(["asap_no_map", "asap_online"])]
+        keep = pd.concat([_truncated(rows), at_point.drop(columns="order"), others])
         table = pd.DataFrame(
             {
                 "task": task,
                 "teacher": teacher,
                 "variant": keep.index,
+                "fit": keep.fit,
+                "sides": [side_label(side, heads) for side, heads in zip(keep.two_sided, keep.head_sides, strict=True)],
                 "acc %": 100 * keep.accuracy,
                 "constant %": 100 * keep.constant_predictor_acc,
                 "agree %": 100 * keep.agreement,

@@ -15,9 +15,16 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
     return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {values.std() * scale:.1f}"
 
 
-def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(
+    runs: pd.DataFrame,
+    frontier: pd.DataFrame | None = None,
+    finetuned: pd.DataFrame | None = None,
+    teacher: str = "sinkhorn",
+) -> pd.DataFrame:
     """Test accuracy (%) per task (rows) and trained variant (columns), mean ± std over seeds, beside the constant
-    predictor's (the train split's majority class)."""
+    predictor's (the train split's majority class); then ASAP compiled from ``teacher`` at its operating point
+    (the frontier's), compiled from the maps learned while it trained (a ``<teacher>_online`` run), and
+    fine-tuned after compile."""
     table = runs.groupby(["task", "variant"])["test_acc"].agg(mean_std).unstack("variant")
     columns = [v for v in VARIANT_ORDER if v in table.columns] + [v for v in table.columns if v not in VARIANT_ORDER]
     table = table[columns]
@@ -25,6 +32,15 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
     table.insert(0, "seeds", runs.groupby("task")["seed"].nunique())
     constant = runs.groupby("task")["constant_predictor_acc"].first()  # the same test split for every run
     table.insert(1, "constant predictor", (100 * constant).round(1))
+    if frontier is not None:
+        point = frontier[(frontier.teacher == teacher) & frontier.operating_point.astype(bool)]
+        table["asap (compiled)"] = point.groupby("task")["accuracy"].agg(mean_std)
+    online = runs[runs.variant == f"{teacher}_online"].dropna(subset=["online_asap_acc"])
+    if len(online):
+        table["asap (online map)"] = online.groupby("task")["online_asap_acc"].agg(mean_std)
+    if finetuned is not None and len(finetuned):
+        tuned = finetuned[finetuned.teacher == teacher]
+        table["asap (fine-tuned)"] = tuned.groupby("task")["test_acc"].agg(mean_std)
     return table
 
 
