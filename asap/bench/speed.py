@@ -184,9 +184,10 @@ def speed_sweep(
     names = methods or (TRAINING if training else INFERENCE)
     if "softmax" not in names:
         raise ValueError(f"the ratios need softmax among the methods, got {names}")
-    unknown = set(names) - set(INFERENCE)
+    valid = (*INFERENCE, *TRAINING) if training else INFERENCE  # sinkhorn_online: a training step only
+    unknown = set(names) - set(valid)
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {INFERENCE}")
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {tuple(dict.fromkeys(valid))}")
     if training and compiled_seq_lens:
         raise ValueError("compiled methods are timed at inference only")
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
