@@ -65,7 +65,9 @@ def test_fit_writes_a_complete_record_and_is_deterministic(tmp_path):
     assert record["metrics"] == records[0]["metrics"] == records[1]["metrics"], "same seed, same metrics on CPU"
     assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
     assert record["cost"]["steps"] == 6 and record["cost"]["step_time_ms_median"] > 0
-    assert record["cost"]["step_peak_mem_mb"] > 0
+    # above the RSS at the start of training: a step this tiny may not raise a high-water mark that earlier work
+    # in the same process (other tests) already set, so 0 is possible; NaN or negative is not
+    assert record["cost"]["step_peak_mem_mb"] >= 0
     assert record["config"]["attention_options"] == {"n_iters": 2}
     provenance = record["provenance"]
     assert provenance["git_commit"] and provenance["device"].startswith("cpu")

@@ -42,7 +42,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "profile, trains, teachers, finetunes",
-    [("default", 14, 5, 3), ("paper", 108, 54, 0), ("mini", 4, 1, 1), ("gpu", 42, 18, 0)],
+    [("default", 14, 5, 3), ("paper", 108, 54, 27), ("mini", 4, 1, 1), ("gpu", 42, 18, 12)],
 )
 def test_dry_run(profile, trains, teachers, finetunes, tmp_path):
     result = snakemake("-n", "--cores", "2", "--configfile", str(ROOT / f"experiments/{profile}.yaml"), cwd=tmp_path)
@@ -97,7 +97,9 @@ def test_mini_workflow_produces_every_output(mini_run):
     chosen = frontier[frontier.operating_point]
     assert len(chosen) == 1 and chosen.slices.item() == point["operating_point"]["slices"]
     assert chosen.directions.item() == point["operating_point"]["directions"]
-    assert len(point["candidates"]) == 2 * 5 and point["head_dim"] == 8, "L in {d/4 .. 4d} x {random, pca}"
+    # L in {d/4 .. 4d} x {random, pca} with ridge maps, then the chosen point fitted to the plans
+    assert len(point["candidates"]) == 2 * 5 + 1 and point["head_dim"] == 8
+    assert point["operating_point"]["fit"] == "kl"
     speed = pd.read_csv(results / "bench/speed/inference.csv")
     model_shape = speed[speed["shape"] == "listops/sinkhorn"]
     assert set(model_shape.slices) == {point["operating_point"]["slices"]} and set(model_shape.head_dim) == {8}

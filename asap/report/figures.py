@@ -136,9 +136,12 @@ def dual_map_r2(reports: pd.DataFrame, stem: Path) -> list[Path]:
                 label=f"{task} ({teacher})" if fill == "full" else None,
                 linestyle="none",
             )
-    axes[0].set(xlabel="attention layer", ylabel="held-out $R^2$ of $\\hat f$ (ridge map)", ylim=(None, 1.0))
-    axes[1].set(xlabel="attention layer", ylabel="held-out plan error (open: ridge, filled: deployed)")
+    layers = list(dict.fromkeys(reports.layer))
+    axes[0].set(ylabel="held-out $R^2$ of $\\hat f$ (ridge map)", ylim=(None, 1.0))
+    axes[1].set(ylabel="held-out plan error", title="open: ridge map; filled: deployed map", ylim=(0, None))
     for axis in axes:
+        axis.set_xticks(range(len(layers)), layers)
+        axis.set(xlabel="attention layer")
         axis.grid(True, alpha=0.3)
     axes[0].legend(fontsize="x-small")
     return save(figure, stem)
