@@ -96,6 +96,8 @@ def _compile(args: argparse.Namespace) -> None:
 
     teacher = load_teacher(args.checkpoint, args.data_dir)
     layer = next(iter(attention_layers(teacher.model).values()))
+    if args.online:
+        return _compile_online(args, teacher)
     options = _compile_options(args)
     slices = None if args.slices == "auto" else [args.slices or layer.head_dim]
     directions = compiler.DIRECTIONS if args.directions == "auto" else (args.directions,)
@@ -132,6 +134,24 @@ def _compile(args: argparse.Namespace) -> None:
     print(candidates.to_string(index=False))
     print(report.to_string(index=False))
     print(f"operating point {point}; compiled model written to {args.out}")
+
+
+def _compile_online(args: argparse.Namespace, teacher) -> None:
+    """The ASAP model of a teacher trained with online maps, from its maps alone (no calibration data)."""
+    import asap.compile as compiler
+    from asap.nn import ASAP
+
+    student = compiler.compile_online(teacher.model)
+    slices = {m.directions.shape[-1] for m in student.modules() if isinstance(m, ASAP)}
+    model_args = {**teacher.model_args, "attention": "asap", "attention_options": {"num_slices": slices.pop()}}
+    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": {"online": True}}
+    compiler.save_compiled(student, args.out, model_args, metadata)
+    report = compiler.online_report(teacher.model)
+    if args.report:
+        run = {"task": teacher.run["task"], "variant": teacher.run["variant"], "seed": teacher.run["seed"]}
+        report.assign(**run, fit="online").to_csv(args.report, index=False)
+    print(report.to_string(index=False))
+    print(f"compiled from the online maps; written to {args.out}")
 
 
 def _write_table(table, out: Path, info: dict) -> None:
@@ -372,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
 
     compile_ = commands.add_parser("compile", help="compile a Sinkhorn teacher into ASAP")
     _add_compile_options(compile_)
+    compile_.add_argument(
+        "--online", action="store_true", help="a run with online maps: compile from its maps, no calibration"
+    )
     compile_.add_argument("--out", required=True)
     compile_.add_argument("--report", help="CSV of the calibration report (R^2 and plan error per layer/head)")
     compile_.add_argument("--operating-point", help="JSON of the chosen operating point and every candidate")

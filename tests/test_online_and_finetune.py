@@ -61,6 +61,30 @@ def test_online_map_fits_the_duals_and_compiles_without_data(runs):
         compile_online(_model(runs["sinkhorn"]))
 
 
+def test_compile_online_from_the_command_line(runs, tmp_path, data_dir):
+    out, report = tmp_path / "online.pt", tmp_path / "online.csv"
+    checkpoint = runs["sinkhorn_online"]["checkpoints"]["best"]
+    main(
+        [
+            "compile",
+            "--online",
+            "--checkpoint",
+            checkpoint,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--report",
+            str(report),
+        ]
+    )
+    loaded, expected = load_compiled(out), compile_online(_model(runs["sinkhorn_online"]))
+    tokens = torch.randint(1, 10, (3, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens), expected(tokens))
+    assert len(report.read_text().splitlines()) == 1 + 2  # header, one layer x two heads
+
+
 @pytest.mark.parametrize("params", ["maps", "all"])
 def test_finetune_resumes_from_a_compiled_file_and_trains_what_it_says(runs, params, tmp_path, data_dir):
     from asap.bench import load_teacher
