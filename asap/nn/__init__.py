@@ -1,6 +1,13 @@
 """``nn.Module`` wrappers: the multi-head attention layer and its normalisers."""
 
-from asap.nn.attention import Attention, attention_layer, attention_layers, key_padding_mask, with_normaliser
+from asap.nn.attention import (
+    Attention,
+    attention_layer,
+    attention_layers,
+    convert,
+    key_padding_mask,
+    with_normaliser,
+)
 from asap.nn.dual_maps import DUAL_MAPS, LinearDualMap, MLPDualMap
 from asap.nn.normalisers import (
     ASAP,
@@ -20,6 +27,7 @@ __all__ = [
     "MLPDualMap",
     "attention_layer",
     "attention_layers",
+    "convert",
     "LinearDualMap",
     "Normaliser",
     "SlicedTransport",

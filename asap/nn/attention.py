@@ -127,3 +127,33 @@ def with_normaliser(model: nn.Module, name: str, **options: Any) -> nn.Module:
     for layer in attention_layers(swapped).values():
         layer.set_normaliser(create_normaliser(name, layer.num_heads, layer.head_dim, **options))
     return swapped
+
+
+def convert(model: nn.Module, normaliser: str = "sinkhorn", inplace: bool = False, **options: Any) -> nn.Module:
+    """Give every timm ``Attention`` of ``model`` (any timm model, e.g. ``timm.create_model("vit_tiny_patch16_224")``)
+    the normaliser ``normaliser`` with ``options``, keeping every weight: each such layer becomes an
+    :class:`Attention` (timm's module with a pluggable normaliser, the same parameters and buffers). Layers that
+    are already :class:`Attention` get the new normaliser. On a copy unless ``inplace``.
+
+    With ``normaliser="softmax"`` the model computes what it computed before; with ``"sinkhorn"`` it is a
+    Sinkformer, which :func:`asap.compile` can compile once trained. A subclass of timm's ``Attention`` that adds
+    parameters or changes ``forward`` is refused, since its own computation would be lost.
+    """
+    if normaliser not in NORMALISERS:
+        raise ValueError(f"unknown attention normaliser {normaliser!r}; choose one of {sorted(NORMALISERS)}")
+    converted = model if inplace else copy.deepcopy(model)
+    layers = [module for module in converted.modules() if isinstance(module, TimmAttention)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no timm Attention layer to convert")
+    for module in layers:
+        if not isinstance(module, Attention):
+            mro = type(module).__mro__
+            below_timm = mro[: mro.index(TimmAttention)]  # the module's own class and bases under timm's
+            overridden = sorted({name for cls in below_timm for name in ("__init__", "forward") if name in vars(cls)})
+            if overridden:
+                raise ValueError(
+                    f"{type(module).__name__} subclasses timm's Attention and overrides {overridden}: not converted"
+                )
+            module.__class__ = Attention  # the same parameters and attributes; asap's forward
+        module.set_normaliser(create_normaliser(normaliser, module.num_heads, module.head_dim, **options))
+    return converted
