@@ -467,7 +467,12 @@ def main(argv: list[str] | None = None) -> None:
     report.set_defaults(handler=_report)
 
     args = parser.parse_args(argv)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except (ValueError, FileNotFoundError) as error:  # a mistake in the input: one line (ASAP_TRACEBACK=1: all)
+        if os.environ.get("ASAP_TRACEBACK"):
+            raise
+        parser.exit(2, f"asap {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":

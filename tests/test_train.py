@@ -131,3 +131,19 @@ def test_unknown_keys_are_an_error_naming_the_valid_ones(override, section):
     with pytest.raises(ValueError, match=f"unknown {section} key.*valid {section} keys"):
         validate_config(config)
     validate_config(run_config(TINY_LISTOPS, "sinkhorn", seed=0))
+
+
+def test_cli_mistakes_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--task", "mnistt", "--variant", "softmax"])
+    lines = capsys.readouterr().err.strip().splitlines()  # (torch may log its own warnings on import)
+    assert exit_info.value.code == 2 and "Traceback" not in "".join(lines)
+    assert [line for line in lines if "error:" in line] == [lines[-1]] and lines[-1].startswith("asap train: error:")
+    assert "no config" in lines[-1]
+    corrupt = tmp_path / "best.ckpt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(SystemExit):
+        main(["compile", "--checkpoint", str(corrupt), "--out", str(tmp_path / "x.pt")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("asap compile: error:") and "is not an asap training checkpoint" in lines[-1]
+    assert "weights_only" not in lines[-1] and "Traceback" not in "".join(lines)

@@ -30,7 +30,14 @@ def load_teacher(checkpoint: str | Path, data_dir: str | Path = "data", batch_si
 
     Raises a ``ValueError`` if the checkpoint is not a Sinkhorn run (only those can be compiled).
     """
-    module = Classifier.load_from_checkpoint(checkpoint, map_location="cpu" if not torch.cuda.is_available() else None)
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    try:
+        module = Classifier.load_from_checkpoint(checkpoint, map_location=None if torch.cuda.is_available() else "cpu")
+    except Exception as error:  # torch's and Lightning's messages speak of pickles and weights_only, not of us
+        raise ValueError(
+            f"{checkpoint} is not an asap training checkpoint (it does not load: {type(error).__name__})"
+        ) from error
     run = module.hparams.get("run")
     if run is None:
         raise ValueError(f"{checkpoint} holds no run config; retrain it with this version of asap")
