@@ -136,24 +136,25 @@ def frontier_points(
     options = [OperatingPoint(**at_point, two_sided=side, fit=fit) for fit in FITS for side in SIDES]
     if operating_point not in options:
         options.append(operating_point)
+    compiled = {point: compiled_at(teacher, calibrations, point) for point in options}
     for count in slices:
         for kind in directions:
-            ridge = compiled_at(teacher, calibrations, OperatingPoint(count, kind, True, "ridge"))
+            two_sided_ridge = OperatingPoint(count, kind, True, "ridge")
+            if two_sided_ridge in compiled:  # compiled among the operating point's options
+                ridge = compiled[two_sided_ridge]
+            else:
+                ridge = compiled_at(teacher, calibrations, two_sided_ridge)
             sides = (True, False) if one_sided == "all" or kind == operating_point.directions else (True,)
             for side in sides:
                 point = OperatingPoint(count, kind, side, "ridge")
-                if point not in options:  # the operating point's options come below
+                if point not in options:  # the operating point's options get their rows below
                     points.append(asap_point(point, ridge if side else with_two_sided(ridge, False)))
-    compiled_point = None
-    for point in options:
-        model = compiled_at(teacher, calibrations, point)
-        points.append(asap_point(point, model))
-        compiled_point = model if point == operating_point else compiled_point
+    points += [asap_point(point, model) for point, model in compiled.items()]
     points.append(
         FrontierPoint(
             "asap_no_map",
             "asap_no_map",
-            without_dual_map(compiled_point),
+            without_dual_map(compiled[operating_point]),
             fit=operating_point.fit,
             **at_point,
             two_sided=operating_point.two_sided,
@@ -171,12 +172,7 @@ def head_sides(model: nn.Module) -> str | None:
     layers = [layer.normaliser for layer in attention_layers(model).values() if isinstance(layer.normaliser, ASAP)]
     if not layers:
         return None
-    codes = []
-    for normaliser in layers:
-        sides = normaliser.sides()
-        heads = sides.tolist() if isinstance(sides, Tensor) else [sides] * normaliser.directions.shape[0]
-        codes.append("".join("2" if side else "1" for side in heads))
-    return "/".join(codes)
+    return "/".join("".join("2" if side else "1" for side in normaliser.head_sides()) for normaliser in layers)
 
 
 def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:

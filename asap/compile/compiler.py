@@ -382,7 +382,7 @@ def calibration_report(model: nn.Module) -> pd.DataFrame:
     for name, module in attention_layers(model).items():
         if isinstance(module.normaliser, ASAP):
             normaliser = module.normaliser
-            sides = normaliser.sides()
+            sides = normaliser.head_sides()
             for head in range(module.num_heads):
                 rows.append(
                     {
@@ -392,7 +392,7 @@ def calibration_report(model: nn.Module) -> pd.DataFrame:
                         "slices": normaliser.directions.shape[-1],
                         "map": normaliser.dual_map_kind,
                         "side_rule": str(normaliser.two_sided),
-                        "two_sided": bool(sides[head]) if isinstance(sides, Tensor) else sides,
+                        "two_sided": sides[head],
                     }
                 )
     if not rows:

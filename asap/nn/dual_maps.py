@@ -25,6 +25,11 @@ def ridge_from_moments(
     return weight, y_mean - (x_mean * weight).sum(-1)
 
 
+def linear_dual(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``f = phi . w_h + b_h``: ``features (B, H, N, F)``, ``weight (H, F)``, ``bias (H,)`` -> ``f (B, H, N)``."""
+    return torch.einsum("bhnl,hl->bhn", features, weight) + bias[:, None]
+
+
 class LinearDualMap(nn.Module):
     """``f = phi . w_h + b_h``: closed-form ridge regression fits it."""
 
@@ -34,7 +39,7 @@ class LinearDualMap(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_heads))
 
     def forward(self, features: Tensor) -> Tensor:
-        return torch.einsum("bhnl,hl->bhn", features, self.weight) + self.bias[:, None]
+        return linear_dual(features, self.weight, self.bias)
 
 
 class MLPDualMap(LinearDualMap):

@@ -254,6 +254,11 @@ class ASAP(Normaliser):
         per-head choice ``(H,)``."""
         return self.head_two_sided if self.two_sided == "auto" else self.two_sided
 
+    def head_sides(self) -> list[bool]:
+        """Each head's side: ``True`` two-sided (rows exact), ``False`` one-sided (columns exact)."""
+        sides = self.sides()
+        return sides.tolist() if isinstance(sides, Tensor) else [sides] * self.directions.shape[0]
+
     def dual(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         """The predicted query-side dual ``f (B, H, N)``."""
         if checking_data() and not bool(self.calibrated):

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from asap import ops
-from asap.nn.dual_maps import ridge_from_moments
+from asap.nn.dual_maps import linear_dual, ridge_from_moments
 
 
 class OnlineDualMap(nn.Module):
@@ -112,7 +112,7 @@ class OnlineDualMap(nn.Module):
 
     def predict(self, features: Tensor) -> Tensor:
         """``features (B, H, N, F) -> f (B, H, N)``."""
-        return torch.einsum("bhnf,hf->bhn", features, self.weight.to(features)) + self.bias[:, None].to(features)
+        return linear_dual(features, self.weight.to(features), self.bias.to(features))
 
     def start_scoring(self) -> None:
         """Solve the map and score it on the batches that follow (validation), until :meth:`finish_scoring`."""
