@@ -1,8 +1,8 @@
 """asap: amortized doubly-stochastic attention via sliced dual projection, and its benchmark suite.
 
 Subpackages load on first use: ``asap.ops`` (functional operators), ``asap.nn`` (attention modules),
-``asap.models``, ``asap.data``, ``asap.train``, ``asap.compile`` (callable: ``asap.compile(model, loader)``),
-``asap.bench``, ``asap.report``.
+``asap.models``, ``asap.data``, ``asap.train``, ``asap.compiler``, ``asap.bench``, ``asap.report``. The paper's
+verb is a function here: ``asap.compile(model, calib_loader, ...)`` (:func:`asap.compiler.compile`).
 """
 
 import importlib
@@ -11,12 +11,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = {"ops", "nn", "models", "data", "train", "compile", "bench", "report", "provenance"}
+_SUBPACKAGES = {"ops", "nn", "models", "data", "train", "compiler", "bench", "report", "provenance", "tracking"}
 
 
 def __getattr__(name: str):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"asap.{name}")
+    if name == "compile":  # a function, not a module: ``import asap.compile`` is not a thing
+        return importlib.import_module("asap.compiler").compile
     raise AttributeError(f"module 'asap' has no attribute {name!r}")
 
 

@@ -88,11 +88,11 @@ def _slices(value: str) -> int | str:
 def _compile(args: argparse.Namespace) -> None:
     if not args.checkpoint:
         raise SystemExit("compile needs --checkpoint")
-    import asap.compile as compiler
-    from asap.bench import load_teacher
+    import asap.compiler as compiler
     from asap.bench.frontier import teacher_iterations
     from asap.nn import attention_layers
     from asap.provenance import provenance, write_json_atomic
+    from asap.train import load_teacher
 
     teacher = load_teacher(args.checkpoint, args.data_dir)
     layer = next(iter(attention_layers(teacher.model).values()))
@@ -138,7 +138,7 @@ def _compile(args: argparse.Namespace) -> None:
 
 def _compile_online(args: argparse.Namespace, teacher) -> None:
     """The ASAP model of a teacher trained with online maps, from its maps alone (no calibration data)."""
-    import asap.compile as compiler
+    import asap.compiler as compiler
     from asap.nn import ASAP
 
     student = compiler.compile_online(teacher.model)
@@ -244,9 +244,10 @@ def _bench(args: argparse.Namespace) -> None:
         raise SystemExit(f"bench {args.kind} needs --checkpoint")
     import pandas as pd
 
-    from asap.bench import accuracy_cost_frontier, calibration_curve, length_generalisation, load_teacher
-    from asap.compile import OperatingPoint
+    from asap.bench import accuracy_cost_frontier, calibration_curve, length_generalisation
+    from asap.compiler import OperatingPoint
     from asap.data.base import constant_predictor_accuracy
+    from asap.train import load_teacher
 
     loaded = load_teacher(args.checkpoint, args.data_dir)
     teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
@@ -260,7 +261,7 @@ def _bench(args: argparse.Namespace) -> None:
         point = OperatingPoint(args.slices if isinstance(args.slices, int) else 16, args.directions)
     if args.kind == "frontier":
         from asap.bench.frontier import frontier_slices
-        from asap.compile.compiler import teacher_head_dim
+        from asap.compiler.operating_points import teacher_head_dim
 
         factors = args.slice_factors
         slices = frontier_slices(teacher_head_dim(teacher), factors, point) if factors else None
@@ -316,8 +317,8 @@ def online_student(checkpoint: str, teacher, data_dir: str):
     """The model compiled from the online maps of ``checkpoint``, a run of the same teacher with online maps.
     Its teacher weights must equal ``teacher``'s (online maps never touch training), else the comparison with
     post-hoc calibration would compare two teachers."""
-    from asap.bench import load_teacher
-    from asap.compile import compile_online
+    from asap.compiler import compile_online
+    from asap.train import load_teacher
 
     online = load_teacher(checkpoint, data_dir).model
     state, reference = online.state_dict(), teacher.state_dict()

@@ -8,8 +8,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from asap import ops
 from asap.nn import NORMALISERS, Attention, attention_layer, key_padding_mask
-from asap.nn.normalisers import pair_mask, token_mask
 from asap.ops.kantorovich import kantorovich_1d
+from asap.ops.masking import pair_mask, token_mask
 
 DIM, HEADS, N = 32, 4, 9
 

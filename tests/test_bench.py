@@ -16,7 +16,7 @@ from asap.bench import (
 )
 from asap.bench.speed import COMPILED, INFERENCE, speed_sweep, streaming_methods
 from asap.bench.timing import median_ms
-from asap.compile import OperatingPoint
+from asap.compiler import OperatingPoint
 from asap.data import create_datamodule
 from asap.models import create_model
 

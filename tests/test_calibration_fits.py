@@ -5,8 +5,8 @@ import torch
 from scipy.special import rel_entr
 
 from asap import ops
-from asap.compile import OperatingPoint, calibration_report, compile_candidates
-from asap.compile.fit import fit_dual_map, fit_dual_map_to_plans, plan_scores, row_divergence, teacher_plan
+from asap.compiler import OperatingPoint, calibration_report, compile_candidates
+from asap.compiler.fit import fit_dual_map, fit_dual_map_to_plans, plan_scores, row_divergence, teacher_plan
 from asap.nn import LinearDualMap
 
 

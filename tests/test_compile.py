@@ -7,7 +7,7 @@ from conftest import N_ITERS, TEACHER
 import asap
 from asap import ops
 from asap.bench import accuracy
-from asap.compile import (
+from asap.compiler import (
     OperatingPoint,
     calibration_report,
     choose_operating_point,
@@ -19,7 +19,7 @@ from asap.compile import (
 )
 from asap.models import create_model
 from asap.nn import ASAP, Attention
-from asap.nn.normalisers import pair_mask
+from asap.ops.masking import pair_mask
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import torch
 from timm.layers import Attention as TimmAttention
 
 import asap
-from asap.compile import calibration_report
+from asap.compiler import calibration_report
 from asap.nn import ASAP, Attention, Sinkhorn, convert
 
 

@@ -23,7 +23,7 @@ def qkv(batch=2, heads=3, n=11, d=8, scale=2.0, dtype=torch.float64, m=None, see
 def dense_reference(q, k, v, n_iters, valid=None):
     """Autograd through the unrolled log-domain iterations on the n x n scores."""
     pairs = None if valid is None else (valid[:, :, None] & valid[:, None, :])[:, None]
-    return ops.sinkhorn_weights(q, k, n_iters, pairs) @ v
+    return ops.sinkhorn_attention_matrix(q, k, n_iters, pairs) @ v
 
 
 @pytest.mark.parametrize("n_iters", [0, 1, 3, 6])

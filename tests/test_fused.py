@@ -5,7 +5,7 @@ import torch
 from conftest import random_padding
 
 from asap.nn import Attention, key_padding_mask
-from asap.ops import attention_with_lse, c_transform_weights, fused_c_transform_attention
+from asap.ops import attention_with_lse, c_transform_attention_matrix, fused_c_transform_attention
 
 
 @pytest.mark.parametrize("two_sided", [True, False])
@@ -17,7 +17,7 @@ def test_fused_equals_dense(two_sided, masked):
     pairs = (valid[:, :, None] & valid[:, None, :])[:, None] if masked else None
     f = torch.randn(3, 4, 40) * (valid[:, None, :] if masked else 1)
     with torch.no_grad():
-        dense = c_transform_weights(q, k, f, pairs, two_sided) @ v
+        dense = c_transform_attention_matrix(q, k, f, pairs, two_sided) @ v
         fused = fused_c_transform_attention(q, k, v, f, tokens, two_sided)
     assert (fused - dense).abs().max() < 1e-5 * dense.abs().max()
 
@@ -32,9 +32,9 @@ def test_a_side_per_head_is_each_heads_fixed_side(masked):
     f = torch.randn(3, 4, 30) * (valid[:, None, :] if masked else 1)
     sides = torch.tensor([True, False, False, True])
     with torch.no_grad():
-        fixed = {side: c_transform_weights(q, k, f, pairs, side) for side in (True, False)}
+        fixed = {side: c_transform_attention_matrix(q, k, f, pairs, side) for side in (True, False)}
         expected = torch.stack([fixed[bool(side)][:, head] for head, side in enumerate(sides)], dim=1)
-        per_head = c_transform_weights(q, k, f, pairs, sides)
+        per_head = c_transform_attention_matrix(q, k, f, pairs, sides)
         fused = fused_c_transform_attention(q, k, v, f, tokens, sides)
     assert not torch.allclose(fixed[True], fixed[False], atol=1e-3)  # the sides differ, so the test can fail
     torch.testing.assert_close(per_head, expected, rtol=0, atol=1e-6)

@@ -8,7 +8,7 @@ from test_train import TINY_LISTOPS
 
 import asap
 from asap.__main__ import main
-from asap.compile import compile_online, load_compiled, online_report, save_compiled
+from asap.compiler import compile_online, load_compiled, online_report, save_compiled
 from asap.nn import ASAP
 from asap.train import Classifier, run_config, train
 
@@ -87,7 +87,7 @@ def test_compile_online_from_the_command_line(runs, tmp_path, data_dir):
 
 @pytest.mark.parametrize("params", ["maps", "all"])
 def test_finetune_resumes_from_a_compiled_file_and_trains_what_it_says(runs, params, tmp_path, data_dir):
-    from asap.bench import load_teacher
+    from asap.train import load_teacher
 
     teacher = load_teacher(runs["sinkhorn"]["checkpoints"]["best"], data_dir)
     student = asap.compile(

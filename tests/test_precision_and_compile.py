@@ -55,7 +55,7 @@ def test_potentials_are_float32_for_half_inputs(dtype):
     f, g = ops.sinkhorn(scores, 3)
     assert f.dtype == g.dtype == torch.float32
     assert ops.kantorovich_1d(q[..., :4], k[..., :4])[0].dtype == torch.float32
-    assert ops.sinkhorn_weights(q, k, 3).dtype == dtype
+    assert ops.sinkhorn_attention_matrix(q, k, 3).dtype == dtype
     reference = ops.sinkhorn(scores.double(), 3)[0]
     assert (f.double() - reference).abs().max() < 1e-5, "half-precision scores, float32 iterations"
 
@@ -65,7 +65,7 @@ def test_flash_sinkhorn_gradients_in_bfloat16():
     low = [t.to(torch.bfloat16).requires_grad_() for t in (q, k, v)]
     high = [t.to(torch.bfloat16).double().requires_grad_() for t in (q, k, v)]
     grads = torch.autograd.grad(ops.flash_sinkhorn_attention(*low, 3).float().square().sum(), low)
-    out = ops.sinkhorn_weights(*high[:2], 3) @ high[2]
+    out = ops.sinkhorn_attention_matrix(*high[:2], 3) @ high[2]
     reference = torch.autograd.grad(out.square().sum(), high)
     for grad, expected in zip(grads, reference, strict=True):
         assert grad.dtype == torch.bfloat16

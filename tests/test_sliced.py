@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asap.ops import project, slice_directions, sliced_transport_plan, soft_sort
-from asap.ops.sliced import hard_sorted_plan
+from asap.ops.sliced_transport import hard_sorted_plan
 
 
 def test_slice_directions():

@@ -7,8 +7,6 @@ the operators only, not timm and the models.
 from asap import lazy_exports
 
 _EXPORTS = {
-    "Teacher": "asap.bench.teacher",
-    "load_teacher": "asap.bench.teacher",
     "accuracy": "asap.bench.agreement",
     "compare_predictions": "asap.bench.agreement",
     "paired_bootstrap_interval": "asap.bench.agreement",

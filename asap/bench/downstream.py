@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from torch import Tensor, nn
 
-import asap.compile as compiler
+import asap.compiler as compiler
 from asap.bench.agreement import accuracy
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from asap.nn import attention_layers
+from asap.ops.masking import valid_tokens
 
 
 @torch.no_grad()
@@ -37,13 +38,6 @@ def capture_layer_inputs(
     return captured
 
 
-def _valid_tokens(weights: Tensor, mask: Tensor | None) -> Tensor:
-    """``(B, 1|H, N)`` booleans of the real tokens (every token without a mask)."""
-    if mask is None:
-        return torch.ones(weights.shape[:-1], dtype=torch.bool, device=weights.device)
-    return mask.squeeze(-2)  # (B, 1, N) from a key-padding mask (B, 1, 1, N)
-
-
 def _marginal_errors(weights: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     """Largest deviation of a valid row / column sum from 1."""
     row_error = ((weights.sum(-1) - 1).abs() * valid).amax()
@@ -65,7 +59,7 @@ def plan_fidelity(
         for x, mask in batches:
             reference = teacher_layers[name].attention_weights(x, mask)
             weights = variant_layers[name].attention_weights(x, mask)
-            valid = _valid_tokens(weights, mask)
+            valid = valid_tokens(mask, weights.shape[:-1], weights.device)
             reference, weights = reference * valid.unsqueeze(-1), weights * valid.unsqueeze(-1)
             error += (weights - reference).square().sum().item()
             norm += reference.square().sum().item()

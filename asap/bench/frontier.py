@@ -7,7 +7,7 @@ split in one process:
 - ``truncated``: Sinkhorn with ``k = 0 .. T-1`` iterations (``k = 0`` is a row softmax of the teacher's scores,
   timed as fused softmax, which computes the same attention);
 - ``asap``: ASAP (ridge maps) two-sided and one-sided at every candidate ``L``
-  (:func:`asap.compile.slice_candidates`) with random and with principal (PCA) directions, all calibrated on
+  (:func:`asap.compiler.slice_candidates`) with random and with principal (PCA) directions, all calibrated on
   the same calibration batches; at the operating point's ``L`` and directions every compile option (ridge and
   KL fits, each two-sided, one-sided and per-head ``auto``); ASAP with its map removed (``f = 0``) at the
   operating point; and, for a teacher trained with online maps, the model compiled from them (``asap_online``).
@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from asap.bench.agreement import compare_predictions, predictions
 from asap.bench.fidelity import capture_layer_inputs, plan_fidelity
 from asap.bench.timing import random_qkv, timings_ms
-from asap.compile.compiler import (
+from asap.compiler.fit import FITS
+from asap.compiler.operating_points import (
     DIRECTIONS,
     OperatingPoint,
     compiled_at,
@@ -45,7 +46,6 @@ from asap.compile.compiler import (
     with_two_sided,
     without_dual_map,
 )
-from asap.compile.fit import FITS
 from asap.nn import attention_layers, with_normaliser
 from asap.nn.normalisers import ASAP, SIDES, Sinkhorn
 
@@ -96,15 +96,15 @@ def frontier_points(
     online: nn.Module | None = None,
     **calibration: Any,
 ) -> list[FrontierPoint]:
-    """Every model on the frontier; ``calibration`` goes to :func:`asap.compile.layer_calibrations`.
+    """Every model on the frontier; ``calibration`` goes to :func:`asap.compiler.layer_calibrations`.
 
-    - the sweep: ASAP with ridge maps at every ``L`` of ``slices`` (default :func:`asap.compile.slice_candidates`)
+    - the sweep: ASAP with ridge maps at every ``L`` of ``slices`` (default :func:`asap.compiler.slice_candidates`)
       and direction kind, two-sided, and one-sided for every kind (``one_sided="all"``) or the operating
       point's (``"operating_point"``);
     - at the operating point's ``L`` and directions, every compile option: ``fit`` ridge and KL, each with
       ``two_sided`` True, False and ``"auto"``; the operating point itself is named ``asap``;
     - the operating point with its map removed (``asap_no_map``), and ``online`` (a model compiled from maps
-      learned while the teacher trained, :func:`asap.compile.compile_online`) as ``asap_online``.
+      learned while the teacher trained, :func:`asap.compiler.compile_online`) as ``asap_online``.
     """
     if one_sided not in ONE_SIDED:
         raise ValueError(f"one_sided must be one of {ONE_SIDED}, got {one_sided!r}")

@@ -100,8 +100,8 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
         "sinkhorn_1it": lambda q, k, v: ops.sinkhorn_attention(q, k, v, 1, impl="lean"),
         "sinkhorn_flash": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="flash"),
         "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="unrolled"),
-        "sliced": lambda q, k, v: ops.sliced_weights(q, k, directions) @ v,  # ESPFormer's published settings
-        "asap_dense": lambda q, k, v: ops.c_transform_weights(q, k, asap_dual(q, k)) @ v,
+        "sliced": lambda q, k, v: ops.sliced_attention_matrix(q, k, directions) @ v,  # ESPFormer's published settings
+        "asap_dense": lambda q, k, v: ops.c_transform_attention_matrix(q, k, asap_dual(q, k)) @ v,
         "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
     }
     if name.endswith(COMPILED_SUFFIX):

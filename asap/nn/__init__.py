@@ -5,7 +5,6 @@ from asap.nn.attention import (
     attention_layer,
     attention_layers,
     convert,
-    key_padding_mask,
     with_normaliser,
 )
 from asap.nn.dual_maps import DUAL_MAPS, LinearDualMap, MLPDualMap
@@ -18,6 +17,7 @@ from asap.nn.normalisers import (
     Softmax,
     create_normaliser,
 )
+from asap.ops.masking import key_padding_mask  # layer-level padding, exported with the layer
 
 __all__ = [
     "ASAP",

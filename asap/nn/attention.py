@@ -10,39 +10,7 @@ from timm.layers import Attention as TimmAttention
 from torch import Tensor, nn
 
 from asap.nn.normalisers import NORMALISERS, Normaliser, create_normaliser
-from asap.ops.masking import check_finite, checking_data
-
-
-def key_padding_mask(valid: Tensor) -> Tensor:
-    """``(B, N)`` booleans (``True`` = real token) -> the SDPA-style mask ``(B, 1, 1, N)`` this module takes."""
-    if valid.dtype != torch.bool or valid.ndim != 2:
-        raise ValueError(f"valid must be a boolean (B, N) tensor, got {valid.dtype} {tuple(valid.shape)}")
-    return valid[:, None, None, :]
-
-
-def _as_bool_mask(attn_mask: Tensor | None, batch: int, num_heads: int, seq_len: int) -> Tensor | None:
-    """Check an SDPA-style mask against ``(B, H, N, N)`` and return it as booleans (``True`` = attend)."""
-    if attn_mask is None:
-        return None
-    if attn_mask.is_floating_point():
-        if checking_data() and not ((attn_mask == 0) | (attn_mask == -torch.inf)).all():
-            raise ValueError("additive float masks must hold only 0 and -inf; pass a boolean mask instead")
-        attn_mask = attn_mask == 0
-    elif attn_mask.dtype != torch.bool:
-        raise TypeError(f"attn_mask must be boolean or float (0/-inf), got {attn_mask.dtype}")
-    target = (batch, num_heads, seq_len, seq_len)
-    if attn_mask.ndim > 4 or attn_mask.ndim < 2:
-        raise ValueError(f"attn_mask must broadcast to (B, H, N, N) = {target}, got shape {tuple(attn_mask.shape)}")
-    try:
-        broadcast = torch.broadcast_shapes(attn_mask.shape, target)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != target:
-        raise ValueError(
-            f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to (B, H, N, N) = {target}; "
-            "for padding use asap.nn.key_padding_mask(valid) -> (B, 1, 1, N)"
-        )
-    return attn_mask
+from asap.ops.masking import attention_mask_as_bool, check_finite
 
 
 class Attention(TimmAttention):
@@ -74,7 +42,7 @@ class Attention(TimmAttention):
             raise ValueError(f"x must have shape (B, N, {self.qkv.in_features}), got {tuple(x.shape)}")
         check_finite("attention input x", x)
         batch, seq_len, _ = x.shape
-        mask = _as_bool_mask(attn_mask, batch, self.num_heads, seq_len)
+        mask = attention_mask_as_bool(attn_mask, batch, self.num_heads, seq_len)
         if is_causal:
             if self.normaliser.name != "softmax":
                 raise ValueError(f"is_causal is not supported by the {self.normaliser.name!r} normaliser")
@@ -96,7 +64,7 @@ class Attention(TimmAttention):
     def attention_weights(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         """The attention matrices ``(B, H, N, N)`` this layer applies to ``x`` (for analysis, not speed)."""
         batch, seq_len, _ = x.shape
-        mask = _as_bool_mask(attn_mask, batch, self.num_heads, seq_len)
+        mask = attention_mask_as_bool(attn_mask, batch, self.num_heads, seq_len)
         q, k, _ = self.qkv(x).reshape(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return self.normaliser.weights(self.q_norm(q), self.k_norm(k), mask)
 
@@ -136,7 +104,7 @@ def convert(model: nn.Module, normaliser: str = "sinkhorn", inplace: bool = Fals
     are already :class:`Attention` get the new normaliser. On a copy unless ``inplace``.
 
     With ``normaliser="softmax"`` the model computes what it computed before; with ``"sinkhorn"`` it is a
-    Sinkformer, which :func:`asap.compile` can compile once trained. A subclass of timm's ``Attention`` that adds
+    Sinkformer, which :func:`asap.compiler` can compile once trained. A subclass of timm's ``Attention`` that adds
     parameters or changes ``forward`` is refused, since its own computation would be lost.
     """
     if normaliser not in NORMALISERS:

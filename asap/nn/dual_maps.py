@@ -1,6 +1,6 @@
 """Maps from a query's sliced 1-D potentials ``phi (L,)`` to its entropic dual ``f``, one per head.
 
-Both take ``features (B, H, N, L)`` and return ``f (B, H, N)``; they are fitted by ``asap.compile``.
+Both take ``features (B, H, N, L)`` and return ``f (B, H, N)``; they are fitted by ``asap.compiler``.
 """
 
 from __future__ import annotations

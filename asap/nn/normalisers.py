@@ -19,27 +19,7 @@ from torch import Tensor, nn
 from asap import ops
 from asap.nn.dual_maps import DUAL_MAPS
 from asap.nn.online_map import OnlineDualMap
-from asap.ops.masking import checking_data
-
-
-def pair_mask(mask: Tensor | None) -> Tensor | None:
-    """Self-attention pair mask: a key-padding mask ``(..., 1, N)`` pads the matching queries too."""
-    if mask is None or mask.shape[-2] != 1:
-        return mask
-    return mask & mask.transpose(-1, -2)
-
-
-def token_mask(mask: Tensor | None) -> Tensor | None:
-    """Valid tokens ``(..., N)`` of a padding mask; rejects masks that are not pure padding."""
-    if mask is None:
-        return None
-    if mask.dtype == torch.bool and mask.ndim >= 2 and mask.shape[-2] == 1:
-        return mask[..., 0, :]  # a key-padding mask (..., 1, N) pads the matching queries: valid by construction
-    pairs = pair_mask(mask)
-    tokens = pairs.any(dim=-1)
-    if checking_data() and not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):
-        raise ValueError("this normaliser supports padding masks only (valid queries x valid keys)")
-    return tokens
+from asap.ops.masking import checking_data, pair_mask, token_mask
 
 
 class Normaliser(nn.Module):
@@ -63,7 +43,7 @@ class Softmax(Normaliser):
         super().__init__()
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.softmax_weights(q, k, mask)
+        return ops.softmax_attention_matrix(q, k, mask)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
         return ops.softmax_attention(q, k, v, mask, dropout_p if self.training else 0.0)
@@ -77,7 +57,7 @@ class Sinkhorn(Normaliser):
     * ``flash``: fused attention passes, ``O(n d)`` memory forward and backward
       (:func:`asap.ops.flash_sinkhorn_attention`); padding masks only, no attention dropout;
     * ``lean``: the ``n x n`` matrix with an exact backward that saves ``O(n)`` per iteration
-      (:func:`asap.ops.sinkhorn_attention_matrix`);
+      (:func:`asap.ops.lean_sinkhorn_attention_matrix`);
     * ``unrolled``: plain autograd through the iterations (the reference);
     * ``auto`` (default): :func:`asap.ops.sinkhorn_impl` of the sequence length and device, falling back to
       ``lean`` where flash does not apply (a mask that is not a key-padding mask ``(B, 1, 1, N)``, attention
@@ -113,8 +93,8 @@ class Sinkhorn(Normaliser):
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.impl == "unrolled":
-            return ops.sinkhorn_weights(q, k, self.n_iters, pair_mask(mask))
-        return ops.sinkhorn_attention_matrix(ops.attention_scores(q, k), self.n_iters, pair_mask(mask))
+            return ops.sinkhorn_attention_matrix(q, k, self.n_iters, pair_mask(mask))
+        return ops.lean_sinkhorn_attention_matrix(ops.attention_scores(q, k), self.n_iters, pair_mask(mask))
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
         if self.online_map is not None:
@@ -160,8 +140,8 @@ class SlicedTransport(Normaliser):
         hard_sort: bool = False,
     ) -> None:
         super().__init__()
-        if cost_reduction not in ops.sliced.COST_REDUCTIONS:
-            raise ValueError(f"unknown cost reduction {cost_reduction!r}; choose one of {ops.sliced.COST_REDUCTIONS}")
+        if cost_reduction not in ops.sliced_transport.COST_REDUCTIONS:
+            raise ValueError(f"unknown cost reduction {cost_reduction!r}; choose one of {ops.sliced_transport.COST_REDUCTIONS}")
         self.sort_temperature = sort_temperature
         self.cost_temperature = cost_temperature
         self.input_scale = input_scale
@@ -171,7 +151,7 @@ class SlicedTransport(Normaliser):
         self.register_buffer("directions", ops.slice_directions(head_dim, num_slices, seed), persistent=False)
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.sliced_weights(
+        return ops.sliced_attention_matrix(
             q,
             k,
             self.directions,
@@ -193,7 +173,7 @@ class SlicedTransport(Normaliser):
 
 
 SIDES = (True, False, "auto")
-# What calibration measures on its held-out batches, per head (see asap.compile): the deployed reconstruction's
+# What calibration measures on its held-out batches, per head (see asap.compiler): the deployed reconstruction's
 # dual R^2, relative plan error and mean row KL(teacher || ASAP); the same for the ridge map it started from;
 # and the plan error of each side (two-sided: rows exact; one-sided: columns exact), each with its own map.
 CALIBRATION_SCORES = (
@@ -217,7 +197,7 @@ class ASAP(Normaliser):
     ``g = c-transform of f over queries``; two-sided: ``A_ij = softmax_j(S_ij + g_j)``; one-sided:
     ``A = n exp(S + f (+) g)``; ``two_sided="auto"``: a side per head, chosen by calibration and kept in the
     ``head_two_sided`` buffer. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
-    on a trained Sinkhorn teacher (``asap.compile``); running an uncalibrated ASAP layer is an error.
+    on a trained Sinkhorn teacher (``asap.compiler``); running an uncalibrated ASAP layer is an error.
     """
 
     name = "asap"
@@ -269,7 +249,7 @@ class ASAP(Normaliser):
         return self.dual_map(ops.sliced_dual_features(q, k, self.directions, token_mask(mask)))
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-        return ops.c_transform_weights(q, k, self.dual(q, k, mask), pair_mask(mask), self.sides())
+        return ops.c_transform_attention_matrix(q, k, self.dual(q, k, mask), pair_mask(mask), self.sides())
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
         if not self.fused or (self.training and dropout_p > 0):  # attention dropout needs the matrix

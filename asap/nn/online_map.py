@@ -19,7 +19,7 @@ the moments, per layer and training step.
 During validation (``scoring`` on, set by :class:`asap.train.callbacks.OnlineCalibration`) the layer scores
 the map solved at the start of that validation epoch on the validation batches: held-out R^2 of the dual and
 relative plan error of the two-sided reconstruction, per head, kept in buffers (the calibration report of
-the last validation epoch, saved with every checkpoint). :func:`asap.compile.compile_online` turns such a
+the last validation epoch, saved with every checkpoint). :func:`asap.compiler.compile_online` turns such a
 model into an ASAP model without touching data.
 """
 
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from asap import ops
 from asap.nn.dual_maps import linear_dual, ridge_from_moments
+from asap.ops.masking import pair_mask, token_mask
 
 
 class OnlineDualMap(nn.Module):
@@ -38,7 +39,7 @@ class OnlineDualMap(nn.Module):
     Args:
         num_slices: ``L`` random orthonormal slice directions (default: the head dimension), seeded by ``seed``.
         decay: the moments' forgetting factor per training step (``0.98``: a window of about 50 steps).
-        ridge: the ridge penalty, relative to the (decayed) number of queries, as in :func:`asap.compile`.
+        ridge: the ridge penalty, relative to the (decayed) number of queries, as in :func:`asap.compiler`.
     """
 
     def __init__(
@@ -76,7 +77,6 @@ class OnlineDualMap(nn.Module):
 
     def _pairs(self, q: Tensor, k: Tensor, mask: Tensor | None, n_iters: int) -> tuple[Tensor, Tensor, Tensor]:
         """Features ``(B, H, N, F)``, the teacher's dual ``(B, H, N)`` and the valid queries ``(B, 1|H, N)``."""
-        from asap.nn.normalisers import pair_mask, token_mask  # the normalisers module imports this one
 
         tokens = token_mask(mask)
         features = ops.sliced_dual_features(q, k, self.directions, tokens).double()
@@ -124,12 +124,11 @@ class OnlineDualMap(nn.Module):
     @torch.no_grad()
     def score(self, q: Tensor, k: Tensor, mask: Tensor | None, n_iters: int) -> None:
         """Add one batch's held-out residuals of the dual and the reconstruction's plan error to the scores."""
-        from asap.nn.normalisers import pair_mask
 
         features, dual, valid = self._pairs(q, k, mask, n_iters)
         predicted = self.predict(features)
-        teacher = ops.sinkhorn_weights(q.double(), k.double(), n_iters, pair_mask(mask))
-        rebuilt = ops.c_transform_weights(q.double(), k.double(), predicted, pair_mask(mask), True)
+        teacher = ops.sinkhorn_attention_matrix(q.double(), k.double(), n_iters, pair_mask(mask))
+        rebuilt = ops.c_transform_attention_matrix(q.double(), k.double(), predicted, pair_mask(mask), True)
         batch = {
             "residual": ((predicted - dual).square() * valid).sum(dim=(0, 2)),
             "y_sum": (dual * valid).sum(dim=(0, 2)),

@@ -20,20 +20,6 @@ non-empty masks) run in eager mode and are skipped inside ``torch.compile`` (:fu
 so every normaliser compiles in eval mode without a graph break.
 """
 
-from asap.ops.attention import (
-    FLASH_SINKHORN_MIN_LEN,
-    SINKHORN_IMPLS,
-    attention_scores,
-    c_transform_weights,
-    sinkhorn_attention,
-    sinkhorn_impl,
-    sinkhorn_weights,
-    sliced_dual_features,
-    sliced_weights,
-    softmax_attention,
-    softmax_weights,
-    weighted_values,
-)
 from asap.ops.entropic import (
     attention_from_potentials,
     column_c_transform,
@@ -47,9 +33,23 @@ from asap.ops.entropic import (
 from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
 from asap.ops.fused import attention_with_lse, fused_c_transform_attention
 from asap.ops.kantorovich import kantorovich_1d
-from asap.ops.sinkhorn_backward import sinkhorn_attention_matrix
-from asap.ops.sliced import sliced_transport_plan, soft_sort
-from asap.ops.slicing import project, slice_directions
+from asap.ops.normalised_attention import (
+    FLASH_SINKHORN_MIN_LEN,
+    SINKHORN_IMPLS,
+    attention_scores,
+    c_transform_attention_matrix,
+    sinkhorn_attention,
+    sinkhorn_attention_matrix,
+    sinkhorn_impl,
+    sliced_attention_matrix,
+    sliced_dual_features,
+    softmax_attention,
+    softmax_attention_matrix,
+    weighted_values,
+)
+from asap.ops.projections import project, slice_directions
+from asap.ops.sinkhorn_backward import lean_sinkhorn_attention_matrix
+from asap.ops.sliced_transport import sliced_transport_plan, soft_sort
 
 __all__ = [
     "FLASH_SINKHORN_MIN_LEN",
@@ -62,7 +62,7 @@ __all__ = [
     "attention_from_potentials",
     "log_attention_from_potentials",
     "attention_scores",
-    "c_transform_weights",
+    "c_transform_attention_matrix",
     "column_c_transform",
     "entropic_c_transform",
     "kantorovich_1d",
@@ -70,15 +70,15 @@ __all__ = [
     "row_c_transform",
     "sinkhorn",
     "teacher_query_dual",
+    "lean_sinkhorn_attention_matrix",
     "sinkhorn_attention_matrix",
-    "sinkhorn_weights",
     "slice_directions",
     "sliced_dual_features",
     "sliced_transport_plan",
-    "sliced_weights",
+    "sliced_attention_matrix",
     "soft_sort",
     "softmax_attention",
-    "softmax_weights",
+    "softmax_attention_matrix",
     "transport_plan",
     "weighted_values",
 ]

@@ -158,7 +158,7 @@ class _FlashSinkhorn(torch.autograd.Function):
 def flash_sinkhorn_attention(q: Tensor, k: Tensor, v: Tensor, n_iters: int, token_mask: Tensor | None = None) -> Tensor:
     """Sinkformer attention output ``(n P) v`` after ``n_iters`` Sinkhorn iterations, never holding ``n x m``.
 
-    Same value as ``asap.ops.sinkhorn_weights(q, k, n_iters, mask) @ v`` (the dense reference) and the same
+    Same value as ``asap.ops.sinkhorn_attention_matrix(q, k, n_iters, mask) @ v`` (the dense reference) and the same
     gradients as autograd through its unrolled iterations; ``2 n_iters + 1`` fused passes forward.
 
     Args:
@@ -170,8 +170,8 @@ def flash_sinkhorn_attention(q: Tensor, k: Tensor, v: Tensor, n_iters: int, toke
 
     >>> q, k, v = torch.randn(3, 1, 2, 5, 4).unbind(0)
     >>> out = flash_sinkhorn_attention(q, k, v, n_iters=3)
-    >>> from asap.ops import sinkhorn_weights
-    >>> bool(torch.allclose(out, sinkhorn_weights(q, k, 3) @ v, atol=1e-5))
+    >>> from asap.ops import sinkhorn_attention_matrix
+    >>> bool(torch.allclose(out, sinkhorn_attention_matrix(q, k, 3) @ v, atol=1e-5))
     True
     """
     if (

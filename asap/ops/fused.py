@@ -11,7 +11,7 @@ queries) of which only the log-sum-exp is needed; the row pass is attention with
 keys. Fused kernels (torch's flash attention on CPU, memory-efficient attention on CUDA) return that
 log-sum-exp and stream over blocks, so memory stays ``O(n d)``. The one-sided plan
 ``A = n exp(S + f (+) g)`` follows from the row pass's log-sum-exp:
-``out_i = n exp(f_i + LSE_j(S_ij + g_j)) softmax-out_i``. :func:`asap.ops.c_transform_weights` is the
+``out_i = n exp(f_i + LSE_j(S_ij + g_j)) softmax-out_i``. :func:`asap.ops.c_transform_attention_matrix` is the
 dense reference this is tested against.
 """
 

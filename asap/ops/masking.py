@@ -1,7 +1,16 @@
-"""Masks and uniform marginals shared by the transport operators.
+"""Masks and uniform marginals: the package's one home for mask conventions.
 
-Convention: a mask is boolean, ``True`` marks a token (or a query/key pair) that takes part.
-A key-padding mask has shape ``(..., m)``; a pair mask has shape ``(..., n, m)``.
+A mask is boolean, ``True`` marks a token (or a query/key pair) that takes part. Three places take masks:
+
+* the layer (``asap.nn.Attention.forward``): an SDPA-style ``attn_mask`` broadcasting to ``(B, H, N, N)``,
+  boolean or additive float 0/-inf (:func:`attention_mask_as_bool`); padding is
+  :func:`key_padding_mask` ``(B, 1, 1, N)``, which in self-attention pads the matching queries too;
+* the normalisers: :func:`pair_mask` expands such a key-padding mask to pairs ``(..., N, N)``;
+  :func:`token_mask` gives the valid tokens ``(..., N)`` where a method supports padding only (sliced
+  transport, ASAP's slicing); :func:`valid_tokens` is the same with "every token" for no mask;
+* the operators (``asap.ops``): a key-padding mask ``(..., m)`` or a pair mask ``(..., n, m)``, told apart by
+  their number of dimensions (:func:`as_pair_mask`).
+
 Masked score entries are filled with a large *finite* negative number rather than ``-inf``: every
 log-sum-exp stays finite, so no ``-inf - (-inf)`` NaN reaches the forward pass or the gradients.
 """
@@ -127,3 +136,62 @@ def apply_mask(scores: Tensor, mask: Tensor | None) -> Tensor:
 def zero_invalid(potential: Tensor, valid: Tensor | None) -> Tensor:
     """Potentials of padded tokens are fixed to 0 (their value is arbitrary; 0 keeps everything finite)."""
     return potential if valid is None else potential.masked_fill(~valid, 0.0)
+
+
+def key_padding_mask(valid: Tensor) -> Tensor:
+    """``(B, N)`` booleans (``True`` = real token) -> the SDPA-style mask ``(B, 1, 1, N)`` this module takes."""
+    if valid.dtype != torch.bool or valid.ndim != 2:
+        raise ValueError(f"valid must be a boolean (B, N) tensor, got {valid.dtype} {tuple(valid.shape)}")
+    return valid[:, None, None, :]
+
+
+def attention_mask_as_bool(attn_mask: Tensor | None, batch: int, num_heads: int, seq_len: int) -> Tensor | None:
+    """Check an SDPA-style mask against ``(B, H, N, N)`` and return it as booleans (``True`` = attend)."""
+    if attn_mask is None:
+        return None
+    if attn_mask.is_floating_point():
+        if checking_data() and not ((attn_mask == 0) | (attn_mask == -torch.inf)).all():
+            raise ValueError("additive float masks must hold only 0 and -inf; pass a boolean mask instead")
+        attn_mask = attn_mask == 0
+    elif attn_mask.dtype != torch.bool:
+        raise TypeError(f"attn_mask must be boolean or float (0/-inf), got {attn_mask.dtype}")
+    target = (batch, num_heads, seq_len, seq_len)
+    if attn_mask.ndim > 4 or attn_mask.ndim < 2:
+        raise ValueError(f"attn_mask must broadcast to (B, H, N, N) = {target}, got shape {tuple(attn_mask.shape)}")
+    try:
+        broadcast = torch.broadcast_shapes(attn_mask.shape, target)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != target:
+        raise ValueError(
+            f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to (B, H, N, N) = {target}; "
+            "for padding use asap.nn.key_padding_mask(valid) -> (B, 1, 1, N)"
+        )
+    return attn_mask
+
+
+def pair_mask(mask: Tensor | None) -> Tensor | None:
+    """Self-attention pair mask: a key-padding mask ``(..., 1, N)`` pads the matching queries too."""
+    if mask is None or mask.shape[-2] != 1:
+        return mask
+    return mask & mask.transpose(-1, -2)
+
+
+def token_mask(mask: Tensor | None) -> Tensor | None:
+    """Valid tokens ``(..., N)`` of a padding mask; rejects masks that are not pure padding."""
+    if mask is None:
+        return None
+    if mask.dtype == torch.bool and mask.ndim >= 2 and mask.shape[-2] == 1:
+        return mask[..., 0, :]  # a key-padding mask (..., 1, N) pads the matching queries: valid by construction
+    pairs = pair_mask(mask)
+    tokens = pairs.any(dim=-1)
+    if checking_data() and not torch.equal(pairs, tokens.unsqueeze(-1) & tokens.unsqueeze(-2)):
+        raise ValueError("this normaliser supports padding masks only (valid queries x valid keys)")
+    return tokens
+
+
+def valid_tokens(mask: Tensor | None, shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
+    """Booleans of the real tokens, of ``shape`` (``(..., N)``, every token) without a mask, else
+    :func:`token_mask` of ``mask``."""
+    tokens = token_mask(mask)
+    return torch.ones(shape, dtype=torch.bool, device=device) if tokens is None else tokens

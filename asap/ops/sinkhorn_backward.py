@@ -85,10 +85,10 @@ class _SinkhornAttention(torch.autograd.Function):
         return grad_scores, None, None
 
 
-def sinkhorn_attention_matrix(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
+def lean_sinkhorn_attention_matrix(scores: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
     """Sinkformer attention ``n * P`` after ``n_iters`` iterations, with the lean exact backward.
 
-    Same value as :func:`asap.ops.sinkhorn_weights` on the scores; gradients equal autograd through the
+    Same value as :func:`asap.ops.sinkhorn_attention_matrix` on the scores; gradients equal autograd through the
     unrolled iterations, at the memory of two ``n x n`` buffers instead of one per half-step.
     """
     mask = as_pair_mask(mask, scores)

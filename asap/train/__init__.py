@@ -12,6 +12,8 @@ _EXPORTS = {
     "run_config": "asap.train.config",
     "variant_entry": "asap.train.config",
     "Classifier": "asap.train.module",
+    "Teacher": "asap.train.checkpoint",
+    "load_teacher": "asap.train.checkpoint",
     "model_arguments": "asap.train.run",
     "train": "asap.train.run",
 }

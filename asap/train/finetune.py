@@ -1,6 +1,6 @@
 """A short fine-tune of a compiled ASAP model: the cheapest way to recover what compiling lost.
 
-Starts from a compiled file (:func:`asap.compile.save_compiled`), trains it for a few hundred steps on the
+Starts from a compiled file (:func:`asap.compiler.save_compiled`), trains it for a few hundred steps on the
 teacher's task with the teacher's optimiser settings (learning rate scaled by ``lr_scale``), either every weight
 (``params="all"``) or the dual maps only (``params="maps"``), tests it before and after, and writes the fine-tuned
 model (compiled format) and a run record. Logged like a training run (CSV, and W&B offline unless disabled).
@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 
-from asap.compile.io import read_compiled, save_compiled
+from asap.compiler.io import read_compiled, save_compiled
 from asap.data import create_datamodule
 from asap.provenance import provenance, write_json_atomic
 from asap.train.callbacks import StepCost

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from torch import nn
 
-from asap.compile.online import compile_online, online_layers, online_report
+from asap.compiler.online import compile_online, online_layers, online_report
 from asap.data import create_datamodule
 from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic

@@ -14,17 +14,15 @@ import torch
 from torch import Tensor
 
 from asap import ops
-from asap.compile.capture import AttentionInputs
-from asap.nn.normalisers import pair_mask, token_mask
+from asap.compiler.capture import AttentionInputs
+from asap.ops.masking import pair_mask, token_mask, valid_tokens
 
 
-def valid_tokens(inputs: AttentionInputs) -> Tensor:
+def batch_valid_tokens(inputs: AttentionInputs) -> Tensor:
     """``(B, N)`` booleans of the real (unpadded) tokens of a batch."""
     batch, _, seq_len, _ = inputs.q.shape
-    tokens = token_mask(inputs.mask)
-    if tokens is None:
-        return torch.ones(batch, seq_len, dtype=torch.bool, device=inputs.q.device)
-    return tokens.any(dim=1) if tokens.ndim == 3 else tokens
+    tokens = valid_tokens(inputs.mask, (batch, seq_len), inputs.q.device)
+    return tokens.any(dim=1) if tokens.ndim == 3 else tokens  # (B, H, N) per head -> (B, N)
 
 
 def batch_features(batches: list[AttentionInputs], directions: Tensor) -> list[Tensor]:
@@ -40,7 +38,7 @@ def calibration_pairs(
     features = features if features is not None else batch_features(batches, directions)
     pooled_features, targets = [], []
     for inputs, phi in zip(batches, features, strict=True):
-        valid = valid_tokens(inputs)
+        valid = batch_valid_tokens(inputs)
         pooled_features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
         dual = ops.teacher_query_dual(ops.attention_scores(inputs.q, inputs.k), n_iters, pair_mask(inputs.mask))
         targets.append(dual.permute(0, 2, 1)[valid])  # (T_b, H)
@@ -52,7 +50,7 @@ def principal_directions(batches: list[AttentionInputs], num_slices: int, seed: 
     (completed by seeded random orthonormal directions when ``L > d``)."""
     vectors = []
     for inputs in batches:
-        valid = valid_tokens(inputs)
+        valid = batch_valid_tokens(inputs)
         vectors.append(torch.cat([inputs.q.permute(0, 2, 1, 3)[valid], inputs.k.permute(0, 2, 1, 3)[valid]]))
     pooled = torch.cat(vectors).transpose(0, 1).double()  # (H, T, d)
     centred = pooled - pooled.mean(dim=1, keepdim=True)

@@ -1,13 +1,12 @@
 """Train-then-compile: calibrate ASAP on a trained Sinkhorn teacher and swap it in without retraining.
 
-The package is itself callable, so the paper's verb reads as written: ``asap.compile(model, calib_loader, ...)``
-is :func:`asap.compile.compiler.compile`.
+The paper's verb is exported at the top level: ``asap.compile(model, calib_loader, ...)`` is
+:func:`asap.compiler.operating_points.compile`, also ``asap.compiler.compile``.
 """
 
-import sys
-import types
-
-from asap.compile.compiler import (
+from asap.compiler.io import load_compiled, read_compiled, save_compiled
+from asap.compiler.online import compile_online, online_report
+from asap.compiler.operating_points import (
     DIRECTIONS,
     OPERATING_POINT_RULE,
     OperatingPoint,
@@ -20,16 +19,6 @@ from asap.compile.compiler import (
     with_two_sided,
     without_dual_map,
 )
-from asap.compile.io import load_compiled, read_compiled, save_compiled
-from asap.compile.online import compile_online, online_report
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return compile(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = [
     "DIRECTIONS",

@@ -2,7 +2,7 @@ r"""Expected sliced transport plans (ESPFormer, Shahbazi et al. 2025), with the 
 
 ESPFormer's attention layer, as published (the defaults here reproduce it): queries and keys are scaled by
 ``s = d^(-1/2)`` (``d`` = head dim), :math:`\tilde q = s\,q,\ \tilde k = s\,k`. Each slice :math:`\theta_l`
-(the coordinate axes by default, :func:`asap.ops.slicing.slice_directions`) projects them to the line,
+(the coordinate axes by default, :func:`asap.ops.projections.slice_directions`) projects them to the line,
 :math:`x = \tilde q\,\theta_l,\ y = \tilde k\,\theta_l`, and each side is soft-sorted with SoftSort
 (Prillo & Eisenschlos 2020) at temperature :math:`\tau = 10^{-3}`: row ``r`` of :math:`\Pi` is a
 distribution over the tokens that should hold rank ``r``,

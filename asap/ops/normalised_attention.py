@@ -14,8 +14,8 @@ from torch import Tensor
 from asap.ops.entropic import attention_from_potentials, entropic_c_transform, sinkhorn
 from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
 from asap.ops.kantorovich import query_potentials_1d
-from asap.ops.sinkhorn_backward import sinkhorn_attention_matrix
-from asap.ops.sliced import sliced_transport_plan
+from asap.ops.sinkhorn_backward import lean_sinkhorn_attention_matrix
+from asap.ops.sliced_transport import sliced_transport_plan
 
 
 def attention_scores(q: Tensor, k: Tensor) -> Tensor:
@@ -28,12 +28,12 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = Non
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
-def softmax_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+def softmax_attention_matrix(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
     """The softmax attention matrix, ``softmax_j(S_ij)`` over valid keys (fully masked rows are 0)."""
-    return sinkhorn_weights(q, k, n_iters=0, mask=mask)
+    return sinkhorn_attention_matrix(q, k, n_iters=0, mask=mask)
 
 
-def sinkhorn_weights(q: Tensor, k: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
+def sinkhorn_attention_matrix(q: Tensor, k: Tensor, n_iters: int, mask: Tensor | None = None) -> Tensor:
     """Sinkformer attention ``n * P`` after ``n_iters`` Sinkhorn iterations (rows exact)."""
     scores = attention_scores(q, k)
     f, g = sinkhorn(scores, n_iters, mask)
@@ -69,8 +69,8 @@ def sinkhorn_attention(
     * ``flash``: fused attention passes, ``O(n d)`` memory forward and backward
       (:func:`asap.ops.flash_sinkhorn_attention`);
     * ``lean``: the ``n x n`` matrix with an exact backward that saves ``O(n)`` per iteration
-      (:func:`asap.ops.sinkhorn_attention_matrix`);
-    * ``unrolled``: plain autograd through the iterations (the reference, :func:`sinkhorn_weights`);
+      (:func:`asap.ops.lean_sinkhorn_attention_matrix`);
+    * ``unrolled``: plain autograd through the iterations (the reference, :func:`sinkhorn_attention_matrix`);
     * ``auto``: :func:`sinkhorn_impl` of the length and device.
 
     ``q, k, v`` are ``(B, H, n, d)``; ``token_mask (B, 1|H, n)`` marks real tokens (self-attention padding).
@@ -81,13 +81,13 @@ def sinkhorn_attention(
         return flash_sinkhorn_attention(q, k, v, n_iters, token_mask)
     pairs = None if token_mask is None else token_mask.unsqueeze(-1) & token_mask.unsqueeze(-2)
     if impl == "lean":
-        return sinkhorn_attention_matrix(attention_scores(q, k), n_iters, pairs) @ v
+        return lean_sinkhorn_attention_matrix(attention_scores(q, k), n_iters, pairs) @ v
     if impl == "unrolled":
-        return sinkhorn_weights(q, k, n_iters, pairs) @ v
+        return sinkhorn_attention_matrix(q, k, n_iters, pairs) @ v
     raise ValueError(f"unknown Sinkhorn implementation {impl!r}; choose one of {SINKHORN_IMPLS}")
 
 
-def sliced_weights(
+def sliced_attention_matrix(
     q: Tensor,
     k: Tensor,
     directions: Tensor,
@@ -99,7 +99,7 @@ def sliced_weights(
     cost_reduction: str = "sum",
     hard_sort: bool = False,
 ) -> Tensor:
-    """ESPFormer attention, published settings by default: see :func:`asap.ops.sliced.sliced_transport_plan`."""
+    """ESPFormer attention, published settings by default (:func:`asap.ops.sliced_transport.sliced_transport_plan`)."""
     return sliced_transport_plan(
         q,
         k,
@@ -151,7 +151,7 @@ def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: T
     return torch.cat([phi, mean_field], dim=-2).mT.to(q.dtype)
 
 
-def c_transform_weights(
+def c_transform_attention_matrix(
     q: Tensor, k: Tensor, f: Tensor, mask: Tensor | None = None, two_sided: bool | Tensor = True
 ) -> Tensor:
     """ASAP attention rebuilt from a query-side dual ``f``: ``softmax_j(S_ij + g_j)`` when two-sided,

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from asap.compile.capture import sinkhorn_layers
+from asap.compiler.capture import sinkhorn_layers
 from asap.nn import ASAP
 
 

@@ -11,7 +11,7 @@ from lightning import LightningDataModule
 from torch import nn
 
 from asap.data import create_datamodule
-from asap.train import Classifier
+from asap.train.module import Classifier
 
 
 @dataclass

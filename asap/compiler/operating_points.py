@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from asap.compile.calibration import batch_features, calibration_pairs, principal_directions
-from asap.compile.capture import AttentionInputs, capture_attention_inputs, sinkhorn_layers
-from asap.compile.fit import (
+from asap.compiler.calibration import batch_features, calibration_pairs, principal_directions
+from asap.compiler.capture import AttentionInputs, capture_attention_inputs, sinkhorn_layers
+from asap.compiler.fit import (
     FITS,
     TeacherPlan,
     fit_dual_map,
@@ -28,7 +28,8 @@ from asap.compile.fit import (
     teacher_plan,
 )
 from asap.nn import ASAP, DUAL_MAPS, Attention, attention_layers
-from asap.nn.normalisers import CALIBRATION_SCORES, SIDES, pair_mask
+from asap.nn.normalisers import CALIBRATION_SCORES, SIDES
+from asap.ops.masking import pair_mask
 
 DIRECTIONS = ("random", "pca")
 SLICE_FACTORS = (0.25, 0.5, 1, 2, 4)  # candidate L = factor x head dim
@@ -205,7 +206,7 @@ def layer_calibrations(
 ) -> dict[str, _LayerCalibration]:
     """Per Sinkhorn layer of ``model``, its calibration batches, captured once: the first ``num_batches`` fit
     the maps, the next ``holdout_batches`` score them (and early-stop the KL fits, and choose the sides of
-    ``two_sided="auto"``). ``kl_options`` go to :func:`asap.compile.fit.fit_dual_map_to_plans`."""
+    ``two_sided="auto"``). ``kl_options`` go to :func:`asap.compiler.fit.fit_dual_map_to_plans`."""
     if holdout_batches < 1 or num_batches < 1:
         raise ValueError("calibration needs at least one fitting batch and one held-out batch")
     if map not in DUAL_MAPS:
@@ -321,7 +322,7 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
     For each Sinkhorn layer and head: collect the sliced 1-D potentials of the queries (features) and the
     teacher's query dual (target) on ``num_batches`` batches, fit the map (``"linear"``: closed-form ridge;
     ``"mlp"``: ridge then a small residual MLP), refine it on the teacher's plans (``fit="kl"``, see
-    :mod:`asap.compile.fit`), and score it on ``holdout_batches`` further batches (held-out R^2, relative plan
+    :mod:`asap.compiler.fit`), and score it on ``holdout_batches`` further batches (held-out R^2, relative plan
     error and KL, stored in the layer's buffers; see :func:`calibration_report`). The teacher is left
     untouched; the weights of the copy are the teacher's.
 
