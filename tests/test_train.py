@@ -4,9 +4,12 @@ import json
 
 import pytest
 import torch
+import wandb
 import yaml
 
 from asap.__main__ import main
+from asap.dashboard import missing_keys
+from asap.tracking import offline_runs, read_offline_run
 from asap.train import Classifier, apply_overrides, load_task_config, run_config, train
 from asap.train.config import EXPERIMENTS, validate_config
 
@@ -104,8 +107,17 @@ def test_cli_trains_with_overrides_and_offline_wandb(tmp_path, monkeypatch):
     )
     record = json.loads((tmp_path / "results/cpu/train/listops/sliced/seed0.json").read_text())
     assert record["config"]["data"]["batch_size"] == 16 and record["cost"]["steps"] == 3
-    assert list((tmp_path / "runs/cpu/listops/sliced/seed0/wandb").glob("offline-run-*")), "offline W&B run"
     assert (tmp_path / "runs/cpu/listops/sliced/seed0/checkpoints/last.ckpt").exists()
+    wandb.teardown()  # flush the offline run's transaction log
+    [run_dir] = offline_runs(tmp_path / "runs/cpu/listops/sliced/seed0/wandb")
+    run = read_offline_run(run_dir)
+    assert (run.job_type, run.name, run.exit_code) == ("train", "train-listops-sliced-seed0", 0)
+    assert {"task:listops", "variant:sliced", "seed:0"} <= set(run.tags) and run.group.endswith("listops")
+    assert run.config["data"]["batch_size"] == 16 and run.config["provenance"]["git_commit"]
+    assert missing_keys([run]) == {"train": []}, "the keys the dashboard reads from training runs"
+    [checkpoint] = [artifact for artifact in run.artifacts if artifact.type == "checkpoint"]
+    best = (tmp_path / "runs/cpu/listops/sliced/seed0/checkpoints/best.ckpt").resolve()
+    assert checkpoint.references == (best.as_uri(),) and checkpoint.files == () and "best" in checkpoint.aliases
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")

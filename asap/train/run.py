@@ -11,12 +11,14 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from asap.compiler.online import compile_online, online_layers, online_report
 from asap.data import create_datamodule
 from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic
+from asap.tracking import job_identity, log_reference_artifact
 from asap.train.callbacks import OnlineCalibration, StepCost
 from asap.train.config import validate_config
 from asap.train.module import Classifier
@@ -37,22 +39,57 @@ def model_arguments(config: dict[str, Any], datamodule: L.LightningDataModule) -
     return arguments
 
 
-def run_name(config: dict[str, Any]) -> str:
-    return f"{config['task']}-{config['variant']}-seed{config['seed']}"
+class CheckpointReferenceLogger(WandbLogger):
+    """Lightning's W&B logger that, when a fit ends well, logs each ``ModelCheckpoint``'s best checkpoint as an
+    artifact *by reference* (:func:`asap.tracking.log_reference_artifact`): Lightning's own ``log_model`` uploads
+    a copy of the file and refuses to run offline."""
+
+    def __init__(self, *args: Any, checkpoint_artifact: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoint_artifact = checkpoint_artifact
+        self._checkpointers: dict[int, ModelCheckpoint] = {}
+        self._referenced: set[str] = set()
+
+    def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        self._checkpointers[id(checkpoint_callback)] = checkpoint_callback
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if status != "success" or self._experiment is None:
+            return
+        for checkpointer in self._checkpointers.values():  # fit, then test: each best path once
+            best = checkpointer.best_model_path
+            if best and best not in self._referenced and Path(best).is_file():
+                score = checkpointer.best_model_score
+                metadata = {"monitor": checkpointer.monitor, "score": None if score is None else float(score)}
+                log_reference_artifact(
+                    self.experiment, self.checkpoint_artifact, "checkpoint", best, aliases=["best"], metadata=metadata
+                )
+                self._referenced.add(best)
 
 
-def loggers_for(config: dict[str, Any], run_dir: Path) -> list[Logger]:
-    """CSV under ``run_dir``, and W&B (offline unless ``WANDB_MODE`` says otherwise) unless ``logging.wandb`` is off."""
+def loggers_for(config: dict[str, Any], run_dir: Path, job_type: str = "train") -> list[Logger]:
+    """CSV under ``run_dir``, and W&B (offline unless ``WANDB_MODE`` says otherwise) unless ``logging.wandb`` is off.
+
+    The W&B run has the identity of every workflow job (:func:`asap.tracking.job_identity`: group
+    ``<profile>/<task>``, ``job_type``, tags), the config with provenance, and the best checkpoint by reference.
+    """
     loggers: list[Logger] = [CSVLogger(run_dir, name="csv", version="")]
     if config.get("logging", {}).get("wandb", True):
         os.environ.setdefault("WANDB_MODE", "offline")
+        identity = job_identity(
+            job_type, profile=config.get("profile"), task=config["task"], variant=config["variant"], seed=config["seed"]
+        )
         loggers.append(
-            WandbLogger(
+            CheckpointReferenceLogger(
                 project=config.get("logging", {}).get("project", "asap"),
-                name=run_name(config),
                 save_dir=str(run_dir),
-                config=config,
+                config={**config, "provenance": provenance()},
                 offline=os.environ["WANDB_MODE"] == "offline",
+                checkpoint_artifact=f"checkpoint-{identity['name']}",
+                **identity,
             )
         )
     return loggers
