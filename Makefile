@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.synced-$(shell python3 -c "import hashlib;print(hashlib.sha
 export WANDB_MODE ?= offline
 export UV_LINK_MODE ?= copy
 
-.PHONY: install test test-fast reproduce lint clean gpu-inputs gpu-piece
+.PHONY: install test test-fast reproduce lint clean gpu-inputs gpu-piece test-slurm
 
 install: $(VENV_STAMP)
 
@@ -45,6 +45,10 @@ gpu-piece:
 	-PYTHONPATH=/tmp/site timeout --signal=INT --kill-after=20 $(GPU_PIECE_S) python3 -m snakemake --cores all \
 		--scheduler greedy --configfile experiments/gpu.yaml --rerun-incomplete --keep-going --printshellcmds
 	tar czf $${OUT:-.}/gpu_results.tar.gz results/gpu paper_figures/gpu
+
+# Opt-in, as root on Debian: the mini profile through workflow/profiles/slurm on a real one-node SLURM cluster.
+test-slurm: install
+	workflow/slurm/test_slurm.sh
 
 clean:
 	rm -rf .venv .pytest_cache .snakemake

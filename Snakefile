@@ -64,7 +64,8 @@ wildcard_constraints:
 
 
 # One job at a time by default: torch already uses every core, and two jobs sharing two cores thrash.
-THREADS = config.get("threads_per_job", workflow.cores)
+# (workflow.cores only when needed: under a cluster executor without --cores, reading it is an error.)
+THREADS = config["threads_per_job"] if "threads_per_job" in config else workflow.cores
 ASAP = f"{sys.executable} -m asap"  # the interpreter running the workflow, whatever PATH says
 RUN_CHECKPOINT = RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt"
 COMPILED_MODEL = RUNS + "/{task}/compiled/{variant}/seed{seed}.pt"
