@@ -1,72 +1,37 @@
-"""asap's command line.
+"""asap's command line: a thin layer over the library's job functions, whose signatures hold the defaults.
 
-python -m asap train --task mnist --variant sinkhorn --seed 0 [--set trainer.max_epochs=1]
-python -m asap compile --checkpoint runs/default/mnist/sinkhorn/seed0/checkpoints/best.ckpt --slices auto \
-    --directions auto --out mnist_asap.pt --operating-point mnist_asap.json
-python -m asap bench frontier --checkpoint ... --operating-point mnist_asap.json --out frontier.csv
-python -m asap bench downstream --checkpoint ... --out downstream.csv
-python -m asap bench speed --seq-lens 256 1024 --operating-points mnist_asap.json --out speed.csv
+  python -m asap train --task mnist --variant sinkhorn --seed 0 --set trainer.max_epochs=1
+  python -m asap compile --checkpoint runs/cpu/mnist/sinkhorn/seed0/checkpoints/best.ckpt --slices auto \\
+      --directions auto --out mnist_asap.pt --operating-point mnist_asap.json --report mnist_calibration.csv
+  python -m asap bench frontier --checkpoint runs/cpu/mnist/sinkhorn/seed0/checkpoints/best.ckpt \\
+      --operating-point mnist_asap.json --out frontier.csv
+  python -m asap finetune --compiled mnist_asap.pt --out mnist_asap_ft.pt --result ft.json --run-dir runs/ft
+  python -m asap report --results results/default --out paper_figures/default
+  python -m asap dashboard --entity <you>            # after `wandb sync` of the offline runs
+
+Every job but train (Lightning logs it as it runs) also writes a W&B run when it has finished: offline unless
+WANDB_MODE says otherwise, under WANDB_DIR (default: the working directory); --no-wandb: none.
+Mistakes in the input end in one line (`asap <command>: error: ...`, exit 2); ASAP_TRACEBACK=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+SUPPRESS = argparse.SUPPRESS
 
 
-def _train(args: argparse.Namespace) -> None:
-    from asap.train import apply_overrides, load_task_config, run_config, train
-
-    task_config = apply_overrides(load_task_config(args.task, args.profile, args.config), args.set)
-    config = run_config(task_config, args.variant, args.seed)
-    if args.no_wandb:
-        config.setdefault("logging", {})["wandb"] = False
-    run = Path(args.task) / args.variant / f"seed{args.seed}"
-    result = Path(args.result or Path(args.results_dir) / args.profile / "train" / f"{run}.json")
-    run_dir = Path(args.run_dir or Path(args.runs_dir) / args.profile / run)
-    record = train(config, run_dir, result, args.data_dir)
-    print(json.dumps({"result": str(result), **record["metrics"], **record["cost"]}, indent=2))
-
-
-def _finetune(args: argparse.Namespace) -> None:
-    from asap.train.finetune import finetune
-
-    record = finetune(
-        args.compiled,
-        args.run_dir,
-        args.result,
-        args.out,
-        args.data_dir,
-        steps=args.steps,
-        params=args.params,
-        lr_scale=args.lr_scale,
-        seed=args.seed,
-        wandb=not args.no_wandb,
-    )
-    print(json.dumps({"result": args.result, **record["metrics"], **record["cost"]}, indent=2))
-
-
-def _data(args: argparse.Namespace) -> None:
-    from asap.data import create_datamodule
-    from asap.provenance import provenance, write_json_atomic
-    from asap.train import load_task_config
-
-    data = load_task_config(args.task, args.profile).get("data", {})
-    datamodule = create_datamodule(args.task, data_dir=args.data_dir, **data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    datamodule.setup("test")
-    sizes = {split: len(dataset) for split, dataset in datamodule.datasets.items()}
-    write_json_atomic(
-        args.out, {"task": args.task, "profile": args.profile, "sizes": sizes, "data": data, "provenance": provenance()}
-    )
-    print(f"{args.task}: {sizes}")
-
-
-def _compile_options(args: argparse.Namespace) -> dict:
-    return {"map": args.map, "num_batches": args.calib_batches, "seed": args.calib_seed}
+def default(function: Callable, name: str) -> str:
+    """`` (default: X)`` from ``function``'s signature: the CLI states the library's defaults, never repeats them."""
+    value = inspect.signature(function).parameters[name].default
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(v) for v in value) or "none"
+    return f" (default: {value})"
 
 
 def _side(value: str) -> bool | str:
@@ -85,395 +50,435 @@ def _slices(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"slices must be a positive integer or 'auto', got {value!r}") from None
 
 
-def _compile(args: argparse.Namespace) -> None:
-    if not args.checkpoint:
-        raise SystemExit("compile needs --checkpoint")
-    import asap.compiler as compiler
-    from asap.bench.frontier import teacher_iterations
-    from asap.nn import attention_layers
-    from asap.provenance import provenance, write_json_atomic
-    from asap.train import load_teacher
+def _kwargs(args: argparse.Namespace, *exclude: str) -> dict[str, Any]:
+    """The options given on the command line (the others are left to the function's defaults)."""
+    skip = {"command", "handler", "kind", "no_wandb", *exclude}
+    return {key: value for key, value in vars(args).items() if key not in skip}
 
-    teacher = load_teacher(args.checkpoint, args.data_dir)
-    layer = next(iter(attention_layers(teacher.model).values()))
-    if args.online:
-        return _compile_online(args, teacher)
-    options = _compile_options(args)
-    slices = None if args.slices == "auto" else [args.slices or layer.head_dim]
-    directions = compiler.DIRECTIONS if args.directions == "auto" else (args.directions,)
-    student, point, candidates = compiler.select_operating_point(
-        teacher.model, teacher.datamodule.train_dataloader(), slices, directions, args.side, args.fit, **options
-    )
-    model_args = {
-        **teacher.model_args,
-        "attention": "asap",
-        "attention_options": {"num_slices": point.slices, "two_sided": point.two_sided, "dual_map": args.map},
+
+def _job(args: argparse.Namespace, job_type: str, **identity: Any):
+    """The finished job's W&B run (asap.tracking.job_run), with the command line as its config."""
+    from asap.tracking import job_run
+
+    config = {key: value for key, value in _kwargs(args).items()}
+    return job_run(job_type, config=json.loads(json.dumps(config, default=str)), enabled=not args.no_wandb, **identity)
+
+
+def _run_identity(run: dict[str, Any], profile: str | None) -> dict[str, Any]:
+    """W&B identity of a job on one training run: the profile recorded in the run (or given), task, variant, seed."""
+    return {
+        "profile": run.get("profile", profile),
+        "task": run["task"],
+        "variant": run["variant"],
+        "seed": run["seed"],
     }
-    selection = {"slices": args.slices, "directions": args.directions, "side": args.side, "fit": args.fit, **options}
-    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": selection}
-    compiler.save_compiled(student, args.out, model_args, metadata)
-    report = compiler.calibration_report(student)
-    run = {"task": teacher.run["task"], "variant": teacher.run["variant"], "seed": teacher.run["seed"]}
-    if args.report:
-        report.assign(**run, directions=point.directions, fit=point.fit).to_csv(args.report, index=False)
-    if args.operating_point:
-        write_json_atomic(
-            args.operating_point,
-            {
-                **run,
-                "operating_point": point.to_dict(),
-                "rule": compiler.OPERATING_POINT_RULE,
-                "heads": layer.num_heads,
-                "head_dim": layer.head_dim,
-                "teacher_iterations": teacher_iterations(teacher.model),
-                "candidates": candidates.to_dict("records"),
-                "compile": selection,
-                "provenance": provenance(),
-            },
-        )
-    print(candidates.to_string(index=False))
-    print(report.to_string(index=False))
-    print(f"operating point {point}; compiled model written to {args.out}")
 
 
-def _compile_online(args: argparse.Namespace, teacher) -> None:
-    """The ASAP model of a teacher trained with online maps, from its maps alone (no calibration data)."""
-    import asap.compiler as compiler
-    from asap.nn import ASAP
-
-    student = compiler.compile_online(teacher.model)
-    slices = {m.directions.shape[-1] for m in student.modules() if isinstance(m, ASAP)}
-    model_args = {**teacher.model_args, "attention": "asap", "attention_options": {"num_slices": slices.pop()}}
-    metadata = {"teacher_checkpoint": str(args.checkpoint), "run": teacher.run, "compile": {"online": True}}
-    compiler.save_compiled(student, args.out, model_args, metadata)
-    report = compiler.online_report(teacher.model)
-    if args.report:
-        run = {"task": teacher.run["task"], "variant": teacher.run["variant"], "seed": teacher.run["seed"]}
-        report.assign(**run, fit="online").to_csv(args.report, index=False)
-    print(report.to_string(index=False))
-    print(f"compiled from the online maps; written to {args.out}")
+# --- the commands: each calls one library function and logs what it returned ---
 
 
-def _write_table(table, out: Path, info: dict) -> None:
-    """CSV written atomically, with a ``.provenance.json`` beside it."""
-    from asap.provenance import provenance, write_json_atomic
+def _train(args: argparse.Namespace) -> None:
+    from asap.train import train_task
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    table.to_csv(partial, index=False)
-    partial.replace(out)
-    write_json_atomic(out.with_suffix(".provenance.json"), {**info, "provenance": provenance()})
+    record, result = train_task(**_kwargs(args), wandb=not args.no_wandb)
+    print(json.dumps({"result": str(result), **record["metrics"], **record["cost"]}, indent=2))
+
+
+def _data(args: argparse.Namespace) -> None:
+    from asap.data.prepare import prepare_task_data
+    from asap.tracking import log_data
+
+    summary = prepare_task_data(**_kwargs(args))
+    with _job(args, "data", profile=summary["profile"], task=summary["task"]) as run:
+        log_data(run, summary["sizes"])
+    print(f"{summary['task']}: {summary['sizes']}")
+
+
+def _compile(args: argparse.Namespace) -> None:
+    from asap.compiler.run import compile_checkpoint, compile_online_checkpoint
+    from asap.tracking import log_compile
+
+    options = _kwargs(args, "online", "profile")
+    if args.online:
+        unused = sorted(set(options) - {"checkpoint", "out", "report", "data_dir"})
+        if unused:
+            raise ValueError(f"--online compiles from the run's own maps; these options do not apply: {unused}")
+        compiled = compile_online_checkpoint(**options)
+    else:
+        compiled = compile_checkpoint(**options)
+    with _job(args, "compile", **_run_identity(compiled.run, args.profile)) as run:
+        point = compiled.point.to_dict() if compiled.point else None
+        log_compile(run, compiled.report, operating_point=point, candidates=compiled.candidates)
+        run.artifact(None, "compiled-model", args.out)
+    if compiled.candidates is not None:
+        print(compiled.candidates.to_string(index=False))
+    print(compiled.report.to_string(index=False))
+    print(f"operating point {compiled.point}; compiled model written to {args.out}")
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from asap.train.finetune import finetune
+
+    record = finetune(**_kwargs(args), wandb=not args.no_wandb)
+    print(json.dumps({"result": args.result_path, **record["metrics"], **record["cost"]}, indent=2))
+
+
+def _frontier(args: argparse.Namespace) -> None:
+    from asap.bench.run import frontier_benchmark
+    from asap.tracking import log_frontier
+
+    table = frontier_benchmark(**_kwargs(args, "profile"))
+    run = {"task": table["task"].iloc[0], "variant": table["teacher"].iloc[0], "seed": int(table["seed"].iloc[0])}
+    with _job(args, "frontier", **_run_identity(run, args.profile)) as wandb_run:
+        log_frontier(wandb_run, table)
+    print(table.to_string(index=False))
+
+
+def _downstream(args: argparse.Namespace) -> None:
+    from asap.bench.run import downstream_benchmark
+    from asap.tracking import log_downstream
+
+    table = downstream_benchmark(**_kwargs(args, "profile"))
+    run = {"task": table["task"].iloc[0], "variant": table["teacher"].iloc[0], "seed": int(table["seed"].iloc[0])}
+    with _job(args, "downstream", **_run_identity(run, args.profile)) as wandb_run:
+        log_downstream(wandb_run, table)
     print(table.to_string(index=False))
 
 
 def _speed(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from asap.bench.run import speed_benchmark
+    from asap.tracking import log_speed
 
-    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep, streaming_methods
-    from asap.provenance import provenance, write_json_atomic
-
-    options = dict(
-        seq_lens=args.seq_lens,
-        batch=args.batch,
-        heads=args.heads,
-        head_dim=args.head_dim,
-        n_iters=args.n_iters,
-        slices=args.slices if isinstance(args.slices, int) else 16,
-        sliced_max_len=args.sliced_max_len,
-        dense_max_len=args.dense_max_len,
-        min_run_time=args.min_run_time,
-        device="cuda" if torch_cuda() else "cpu",
-    )
-    tables = [
-        speed_sweep(
-            training=args.training,
-            threads=threads,
-            measure_memory=index == 0,
-            compiled_seq_lens=[] if args.training else args.compiled_seq_lens,
-            **options,
-        )
-        for index, threads in enumerate(args.threads)
-    ]
-    shapes = []
-    if args.long_seq_lens:  # lengths where only the streaming methods fit, at a small batch
-        label = f"long (B={args.long_batch}, H={args.long_heads})"
-        shapes.append({"label": label, "batch": args.long_batch, "heads": args.long_heads})
-        long_options = {**options, "seq_lens": args.long_seq_lens, "batch": args.long_batch, "heads": args.long_heads}
-        methods = streaming_methods(args.training)
-        tables.append(
-            speed_sweep(
-                training=args.training, threads=args.threads[-1], methods=methods, shape_label=label, **long_options
-            )
-        )
-    if not args.training:  # ASAP runs at inference only: the compiled models' shapes are inference cases
-        for path in args.operating_points:
-            record = json.loads(Path(path).read_text())
-            shape = dict(
-                heads=record["heads"],
-                head_dim=record["head_dim"],
-                n_iters=record["teacher_iterations"],
-                slices=record["operating_point"]["slices"],
-            )
-            shapes.append({"label": f"{record['task']}/{record['variant']}", **shape})
-            model_options = {**options, **shape, "seq_lens": args.model_seq_lens, "threads": args.threads[0]}
-            tables.append(
-                speed_sweep(
-                    methods=MODEL_SHAPE_METHODS,
-                    measure_memory=False,
-                    shape_label=shapes[-1]["label"],
-                    **model_options,
-                )
-            )
-    table = pd.concat(tables, ignore_index=True)
-    info = {"options": options, "training": args.training, "model_shapes": shapes}
-    if args.raw:  # every timed repeat, for a look at the noise behind each median
-        write_json_atomic(Path(args.raw), {**info, "cases": table.to_dict("records"), "provenance": provenance()})
-    _write_table(table.drop(columns="latency_runs_ms"), Path(args.out), info)
-
-
-def torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _bench(args: argparse.Namespace) -> None:
-    if args.kind == "speed":
-        return _speed(args)
-    if not args.checkpoint:
-        raise SystemExit(f"bench {args.kind} needs --checkpoint")
-    import pandas as pd
-
-    from asap.bench import accuracy_cost_frontier, calibration_curve, length_generalisation
-    from asap.compiler import OperatingPoint
-    from asap.data.base import constant_predictor_accuracy
-    from asap.train import load_teacher
-
-    loaded = load_teacher(args.checkpoint, args.data_dir)
-    teacher, datamodule, run = loaded.model, loaded.datamodule, loaded.run
-    options = _compile_options(args)
-    test_loader = datamodule.test_dataloader()
-    if args.operating_point:
-        point = OperatingPoint(**json.loads(Path(args.operating_point).read_text())["operating_point"])
-    elif args.kind == "frontier":
-        raise SystemExit("bench frontier needs --operating-point (the JSON written by asap compile)")
-    else:
-        point = OperatingPoint(args.slices if isinstance(args.slices, int) else 16, args.directions)
-    if args.kind == "frontier":
-        from asap.bench.frontier import frontier_slices
-        from asap.compiler.operating_points import teacher_head_dim
-
-        factors = args.slice_factors
-        slices = frontier_slices(teacher_head_dim(teacher), factors, point) if factors else None
-        online = online_student(args.online_checkpoint, teacher, args.data_dir) if args.online_checkpoint else None
-        table = accuracy_cost_frontier(
-            teacher,
-            datamodule.train_dataloader(),
-            test_loader,
-            point,
-            seq_len=_sequence_length(teacher, datamodule),
-            seq_lens=args.seq_lens,
-            min_run_time=args.min_run_time,
-            threads=args.threads[0],
-            max_test_batches=args.max_test_batches,
-            slices=slices,
-            one_sided=args.one_sided_variants,
-            online=online,
-            **options,
-        )
-        splits = datamodule.datasets
-        table["constant_predictor_acc"] = constant_predictor_accuracy(splits["train"], splits["test"])
-    else:
-        options.pop("num_batches")
-        options.update(slices=point.slices, directions=point.directions, two_sided=point.two_sided, fit=args.fit)
-        tables = [
-            calibration_curve(
-                teacher,
-                datamodule.train_dataloader(),
-                test_loader,
-                sizes=args.calib_sizes,
-                max_test_batches=args.max_test_batches,
-                **options,
-            ).assign(experiment="calibration")
-        ]
-        if datamodule.modality == "text":
-            low, high = min(args.length_edges), max(args.length_edges)
-            buckets = list(zip(args.length_edges[:-1], args.length_edges[1:], strict=True))
-            calib_max_len = low + (high - low) // 2
-            tables.append(
-                length_generalisation(
-                    teacher, datamodule.train_dataloader(), test_loader, calib_max_len, buckets, **options
-                ).assign(experiment="length")
-            )
-        table = pd.concat(tables, ignore_index=True)
-    table.insert(0, "task", run["task"])
-    table.insert(1, "teacher", run["variant"])
-    table.insert(2, "seed", run["seed"])
-    info = {"checkpoint": str(args.checkpoint), "operating_point": point.to_dict(), "options": options, "run": run}
-    _write_table(table, Path(args.out), info)
-
-
-def online_student(checkpoint: str, teacher, data_dir: str):
-    """The model compiled from the online maps of ``checkpoint``, a run of the same teacher with online maps.
-    Its teacher weights must equal ``teacher``'s (online maps never touch training), else the comparison with
-    post-hoc calibration would compare two teachers."""
-    from asap.compiler import compile_online
-    from asap.train import load_teacher
-
-    online = load_teacher(checkpoint, data_dir).model
-    state, reference = online.state_dict(), teacher.state_dict()
-    differing = [key for key, value in reference.items() if not value.equal(state[key])]
-    if differing:
-        raise SystemExit(f"error: {checkpoint} was trained to other weights than the teacher: {differing[:3]}")
-    return compile_online(online)
-
-
-def _sequence_length(model, datamodule) -> int:
-    """Tokens the model attends over: patches (+ class token) for a ViT, the typical batch width for text."""
-    if datamodule.modality == "vision":
-        return model.patch_embed.num_patches + model.num_prefix_tokens
-    widths = [batch[0].shape[1] for batch in datamodule.test_dataloader()]
-    return int(sorted(widths)[len(widths) // 2])
+    table = speed_benchmark(**_kwargs(args, "profile"))
+    mode = "training" if getattr(args, "training", False) else "inference"
+    with _job(args, "speed", profile=args.profile, extra={"mode": mode}) as run:
+        log_speed(run, table, mode)
+    print(table.to_string(index=False))
 
 
 def _report(args: argparse.Namespace) -> None:
     from asap.report import build_report
+    from asap.tracking import log_report
 
-    for path in build_report(args.results, args.out):
+    written = build_report(args.results, args.out)
+    with _job(args, "report", profile=args.profile) as run:
+        log_report(run, args.results, written)
+    for path in written:
         print(path)
 
 
-def _add_compile_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="a Sinkhorn run's checkpoint (best.ckpt)")
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument(
-        "--slices", type=_slices, default=None, help="slices per head (default: head dim), or 'auto' (d/4 ... 4d)"
-    )
-    parser.add_argument("--map", default="linear", choices=["linear", "mlp"])
-    parser.add_argument("--directions", default="random", choices=["random", "pca", "auto"])
-    parser.add_argument(
-        "--fit", default="kl", choices=["kl", "ridge"], help="the map's objective: the plans' KL (from ridge) or ridge"
-    )
-    parser.add_argument(
-        "--side",
-        type=_side,
-        default=True,
-        help="rows exact ('two', default), columns exact ('one') or per head on held-out batches ('auto')",
-    )
-    parser.add_argument("--calib-batches", type=int, default=8)
-    parser.add_argument("--calib-seed", type=int, default=0)
+def _dashboard(args: argparse.Namespace) -> None:
+    from asap.dashboard import PANEL_KEYS, build_workspace, missing_keys, save_workspace
+    from asap.tracking import offline_runs, read_offline_run
+
+    if args.check:  # offline: do the logged runs hold every key the panels read?
+        runs = [read_offline_run(path) for path in offline_runs(args.check)]
+        if not runs:
+            raise FileNotFoundError(f"no offline W&B runs under {args.check}")
+        lacking = {job: keys for job, keys in missing_keys(runs, PANEL_KEYS).items() if keys}
+        print(f"{len(runs)} runs read; " + ("every panel key is logged" if not lacking else f"missing: {lacking}"))
+        if lacking:
+            raise SystemExit(1)
+        return
+    if not args.entity:
+        raise ValueError("dashboard needs --entity (your W&B user or team), or --check DIR to check offline runs")
+    workspace = build_workspace(args.entity, args.project)
+    print(f"dashboard saved: {save_workspace(workspace)}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("WANDB_MODE", "offline")
-    parser = argparse.ArgumentParser(prog="asap", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+# --- the parser: choices from the registries, defaults from the functions ---
 
-    train = commands.add_parser("train", help="train one (task, variant, seed)")
-    train.add_argument("--task", required=True)
-    train.add_argument("--variant", required=True, help="softmax, sinkhorn or sliced")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--profile", default="cpu", help="config set under experiments/ (cpu, paper, ...)")
-    train.add_argument("--config", help="a task config file instead of experiments/<profile>/<task>.yaml")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
-    train.add_argument("--data-dir", default="data")
-    train.add_argument("--runs-dir", default="runs", help="checkpoints and logs")
-    train.add_argument("--results-dir", default="results")
-    train.add_argument("--result", help="path of the run record (default results/<profile>/train/...)")
-    train.add_argument("--run-dir", help="checkpoints and logs of this run (default <runs-dir>/<profile>/...)")
-    train.add_argument("--no-wandb", action="store_true")
+
+def _registries_epilog() -> str:
+    """What a newcomer can type, read from the registries (so it cannot go stale)."""
+    from asap.data import TASKS
+    from asap.nn import NORMALISERS
+    from asap.train.config import profile_tasks, profiles
+
+    lines = [f"tasks: {', '.join(sorted(TASKS))}", f"normalisers: {', '.join(NORMALISERS)}", "configured variants:"]
+    for profile in profiles():
+        tasks = profile_tasks(profile)
+        variants = sorted({variant for names in tasks.values() for variant in names})
+        lines.append(f"  --profile {profile}: tasks {', '.join(tasks)}; variants {', '.join(variants)}")
+    return "\n".join(lines)
+
+
+def _add_wandb(parser: argparse.ArgumentParser, with_profile: bool = True) -> None:
+    parser.add_argument("--no-wandb", action="store_true", default=False, help="write no W&B run")
+    if with_profile:
+        parser.add_argument(
+            "--profile", default=None, help="W&B group of this job's run (default: the profile of the training run)"
+        )
+
+
+def _add_calibration(parser: argparse.ArgumentParser, function: Callable, batches: bool = True) -> None:
+    from asap.nn import DUAL_MAPS
+
+    parser.add_argument("--data-dir", default=SUPPRESS, help="data cache" + default(function, "data_dir"))
+    parser.add_argument(
+        "--map", choices=sorted(DUAL_MAPS), default=SUPPRESS, help="dual map" + default(function, "map")
+    )
+    if batches:
+        parser.add_argument(
+            "--calib-batches",
+            dest="num_batches",
+            type=int,
+            default=SUPPRESS,
+            help="calibration batches" + default(function, "num_batches"),
+        )
+    parser.add_argument(
+        "--calib-seed", dest="seed", type=int, default=SUPPRESS, help="seed" + default(function, "seed")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from asap.bench.run import downstream_benchmark, frontier_benchmark, speed_benchmark
+    from asap.compiler import DIRECTIONS
+    from asap.compiler.fit import FITS
+    from asap.compiler.run import compile_checkpoint
+    from asap.data import TASKS
+    from asap.data.prepare import prepare_task_data
+    from asap.train.config import DEFAULT_PROFILE
+    from asap.train.finetune import finetune
+    from asap.train.run import train_task
+
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="asap", description=__doc__, epilog=_registries_epilog(), formatter_class=raw)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    train = commands.add_parser(
+        "train", help="train one (task, variant, seed)", epilog=_registries_epilog(), formatter_class=raw
+    )
+    train.add_argument("--task", required=True, choices=sorted(TASKS), metavar="TASK", help="a task (listed below)")
+    train.add_argument("--variant", required=True, help="a variant of the task's config (listed below)")
+    train.add_argument("--seed", type=int, default=SUPPRESS, help="seed" + default(train_task, "seed"))
+    train.add_argument("--profile", default=SUPPRESS, help=f"config set (listed below; default: {DEFAULT_PROFILE})")
+    train.add_argument(
+        "--config", default=SUPPRESS, help="a task config file instead of <config dir>/<profile>/<task>.yaml"
+    )
+    train.add_argument(
+        "--config-dir", default=SUPPRESS, help="profile folders of task configs (default: the shipped ones)"
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=SUPPRESS,
+        metavar="KEY=VALUE",
+        help="override, e.g. optim.lr=1e-3 (repeatable)",
+    )
+    train.add_argument("--data-dir", default=SUPPRESS, help="data cache" + default(train_task, "data_dir"))
+    train.add_argument("--runs-dir", default=SUPPRESS, help="checkpoints and logs" + default(train_task, "runs_dir"))
+    train.add_argument("--results-dir", default=SUPPRESS, help="run records" + default(train_task, "results_dir"))
+    train.add_argument("--result", default=SUPPRESS, help="the run record (default <results-dir>/<profile>/train/...)")
+    train.add_argument("--run-dir", default=SUPPRESS, help="this run's checkpoints and logs (default <runs-dir>/...)")
+    _add_wandb(train, with_profile=False)
     train.set_defaults(handler=_train)
 
-    data = commands.add_parser("data", help="download/generate and cache a task's data; write a summary JSON")
-    data.add_argument("--task", required=True)
-    data.add_argument("--profile", default="cpu")
-    data.add_argument("--data-dir", default="data")
-    data.add_argument("--out", required=True)
+    data = commands.add_parser("data", help="download or generate a task's data once; write a summary JSON")
+    data.add_argument("--task", required=True, choices=sorted(TASKS), metavar="TASK", help=", ".join(sorted(TASKS)))
+    data.add_argument("--out", required=True, help="the summary (JSON)")
+    data.add_argument("--profile", default=DEFAULT_PROFILE, help=f"config set (default: {DEFAULT_PROFILE})")
+    data.add_argument("--config-dir", default=SUPPRESS, help="profile folders of task configs")
+    data.add_argument("--data-dir", default=SUPPRESS, help="data cache" + default(prepare_task_data, "data_dir"))
+    _add_wandb(data, with_profile=False)
     data.set_defaults(handler=_data)
 
     compile_ = commands.add_parser("compile", help="compile a Sinkhorn teacher into ASAP")
-    _add_compile_options(compile_)
+    compile_.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
+    compile_.add_argument("--out", required=True, help="the compiled model")
+    compile_.add_argument("--report", default=SUPPRESS, help="the calibration report (CSV: R², plan error per head)")
+    compile_.add_argument("--operating-point", default=SUPPRESS, help="the chosen point and every candidate (JSON)")
     compile_.add_argument(
-        "--online", action="store_true", help="a run with online maps: compile from its maps, no calibration"
+        "--slices",
+        type=_slices,
+        default=SUPPRESS,
+        help="slices per head (default: the head dim), or 'auto' (d/4 ... 4d)",
     )
-    compile_.add_argument("--out", required=True)
-    compile_.add_argument("--report", help="CSV of the calibration report (R^2 and plan error per layer/head)")
-    compile_.add_argument("--operating-point", help="JSON of the chosen operating point and every candidate")
+    compile_.add_argument(
+        "--directions",
+        choices=[*DIRECTIONS, "auto"],
+        default=SUPPRESS,
+        help="slice directions" + default(compile_checkpoint, "directions"),
+    )
+    compile_.add_argument(
+        "--fit",
+        choices=sorted(FITS),
+        default=SUPPRESS,
+        help="the map's objective: the plans' KL (from ridge) or ridge" + default(compile_checkpoint, "fit"),
+    )
+    compile_.add_argument(
+        "--side",
+        dest="two_sided",
+        type=_side,
+        default=SUPPRESS,
+        help="rows exact ('two', default), columns exact ('one') or per head on held-out batches ('auto')",
+    )
+    compile_.add_argument(
+        "--online", action="store_true", default=False, help="a run with online maps: from its maps, no calibration"
+    )
+    _add_calibration(compile_, compile_checkpoint)
+    _add_wandb(compile_)
     compile_.set_defaults(handler=_compile)
 
-    finetune = commands.add_parser("finetune", help="fine-tune a compiled ASAP model for a few hundred steps")
-    finetune.add_argument("--compiled", required=True, help="a compiled model (asap compile --out)")
-    finetune.add_argument("--out", required=True, help="the fine-tuned model (compiled format)")
-    finetune.add_argument("--result", required=True, help="the run record (JSON)")
-    finetune.add_argument("--run-dir", required=True, help="logs of this run")
-    finetune.add_argument("--data-dir", default="data")
-    finetune.add_argument("--steps", type=int, default=300)
-    finetune.add_argument("--params", default="all", choices=["all", "maps"], help="every weight, or the maps only")
-    finetune.add_argument("--lr-scale", type=float, default=0.1, help="times the teacher's learning rate")
-    finetune.add_argument("--seed", type=int, default=0)
-    finetune.add_argument("--no-wandb", action="store_true")
-    finetune.set_defaults(handler=_finetune)
-
-    bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("kind", choices=["frontier", "downstream", "speed"])
-    _add_compile_options(bench)
-    bench.add_argument("--out", required=True, help="CSV path (a .provenance.json is written beside it)")
-    bench.add_argument("--seq-lens", type=int, nargs="+", default=[1024], help="frontier: per-layer latency at these n")
-    bench.add_argument("--operating-point", help="frontier/downstream: the JSON written by asap compile")
-    bench.add_argument(
-        "--online-checkpoint", help="frontier: the teacher's run with online maps (compiled from them: asap_online)"
+    tune = commands.add_parser("finetune", help="fine-tune a compiled ASAP model for a few hundred steps")
+    tune.add_argument("--compiled", required=True, help="a compiled model (asap compile --out)")
+    tune.add_argument("--out", required=True, help="the fine-tuned model (compiled format)")
+    tune.add_argument("--result", dest="result_path", required=True, help="the run record (JSON)")
+    tune.add_argument("--run-dir", required=True, help="logs of this run")
+    tune.add_argument("--data-dir", default=SUPPRESS, help="data cache" + default(finetune, "data_dir"))
+    tune.add_argument("--steps", type=int, default=SUPPRESS, help="steps" + default(finetune, "steps"))
+    tune.add_argument(
+        "--params",
+        choices=["all", "maps"],
+        default=SUPPRESS,
+        help="every weight, or the maps only" + default(finetune, "params"),
     )
-    bench.add_argument(
+    tune.add_argument(
+        "--lr-scale", type=float, default=SUPPRESS, help="x the teacher's learning rate" + default(finetune, "lr_scale")
+    )
+    tune.add_argument("--seed", type=int, default=SUPPRESS, help="seed" + default(finetune, "seed"))
+    _add_wandb(tune, with_profile=False)
+    tune.set_defaults(handler=_finetune)
+
+    bench = commands.add_parser("bench", help="benchmarks: frontier, downstream, speed")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="kind")
+
+    frontier = kinds.add_parser("frontier", help="accuracy-cost frontier of a teacher around its operating point")
+    frontier.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
+    frontier.add_argument("--operating-point", required=True, help="the JSON written by asap compile")
+    frontier.add_argument("--out", required=True, help="CSV (a .provenance.json is written beside it)")
+    frontier.add_argument(
+        "--seq-lens",
+        type=int,
+        nargs="+",
+        default=SUPPRESS,
+        help="per-layer latency at these n too" + default(frontier_benchmark, "seq_lens"),
+    )
+    frontier.add_argument(
         "--slice-factors",
         type=float,
         nargs="+",
-        help="frontier: ASAP at L = factor x head dim (and the operating point's L); default d/4, d/2, d, 2d, 4d",
+        default=SUPPRESS,
+        help="ASAP at L = factor x head dim (and the operating point's L); default d/4, d/2, d, 2d, 4d",
     )
-    bench.add_argument(
+    frontier.add_argument(
         "--one-sided-variants",
-        default="all",
+        dest="one_sided",
         choices=["all", "operating_point"],
-        help="frontier: one-sided ASAP for every direction kind, or for the operating point's only",
+        default=SUPPRESS,
+        help="one-sided ASAP for every direction kind, or at the operating point only"
+        + default(frontier_benchmark, "one_sided"),
     )
-    bench.add_argument(
-        "--threads", type=int, nargs="+", default=[1], help="threads of every timing (recorded); speed: one sweep each"
+    frontier.add_argument(
+        "--online-checkpoint", default=SUPPRESS, help="the teacher's twin run with online maps (row asap_online)"
     )
-    bench.add_argument("--max-test-batches", type=int, default=None)
-    bench.add_argument("--min-run-time", type=float, default=0.5, help="seconds of repeated timing per case")
-    bench.add_argument("--calib-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    bench.add_argument("--length-edges", type=int, nargs="+", default=[128, 256, 384, 513])
-    bench.add_argument("--training", action="store_true", help="speed: time forward + backward")
-    bench.add_argument("--raw", help="speed: JSON of every timed repeat per case")
-    bench.add_argument("--operating-points", nargs="*", default=[], help="speed: compiled models' JSON (their shapes)")
-    bench.add_argument("--model-seq-lens", type=int, nargs="+", default=[1024], help="speed: n at the models' shapes")
-    bench.add_argument("--batch", type=int, default=2, help="speed: batch size")
-    bench.add_argument(
-        "--compiled-seq-lens", type=int, nargs="*", default=[], help="speed: lengths with torch.compile rows too"
+    frontier.add_argument(
+        "--threads", type=int, default=SUPPRESS, help="threads of every timing" + default(frontier_benchmark, "threads")
     )
-    bench.add_argument(
-        "--long-seq-lens", type=int, nargs="*", default=[], help="speed: lengths for the streaming methods only"
+    frontier.add_argument("--max-test-batches", type=int, default=SUPPRESS, help="default: the whole test split")
+    frontier.add_argument(
+        "--min-run-time",
+        type=float,
+        default=SUPPRESS,
+        help="seconds of timing per case" + default(frontier_benchmark, "min_run_time"),
     )
-    bench.add_argument("--long-batch", type=int, default=1, help="speed: batch size at the long lengths")
-    bench.add_argument("--long-heads", type=int, default=1, help="speed: heads at the long lengths")
-    bench.add_argument("--heads", type=int, default=4, help="speed: heads")
-    bench.add_argument("--head-dim", type=int, default=64, help="speed: head dimension")
-    bench.add_argument("--n-iters", type=int, default=3, help="speed: the teacher's Sinkhorn iterations")
-    bench.add_argument("--sliced-max-len", type=int, default=1024, help="speed: longest n for sliced transport")
-    bench.add_argument("--dense-max-len", type=int, default=4096, help="speed: longest n for n x n methods")
-    bench.set_defaults(handler=_bench)
+    _add_calibration(frontier, frontier_benchmark)
+    _add_wandb(frontier)
+    frontier.set_defaults(handler=_frontier)
+
+    downstream = kinds.add_parser("downstream", help="accuracy against calibration data and test length")
+    downstream.add_argument("--checkpoint", required=True, help="a Sinkhorn run's checkpoint (best.ckpt)")
+    downstream.add_argument("--out", required=True, help="CSV (a .provenance.json is written beside it)")
+    downstream.add_argument("--operating-point", default=SUPPRESS, help="the JSON of asap compile (default: L = 16)")
+    downstream.add_argument(
+        "--fit",
+        choices=sorted(FITS),
+        default=SUPPRESS,
+        help="the maps' objective" + default(downstream_benchmark, "fit"),
+    )
+    downstream.add_argument(
+        "--calib-sizes",
+        type=int,
+        nargs="+",
+        default=SUPPRESS,
+        help="calibration batches" + default(downstream_benchmark, "calib_sizes"),
+    )
+    downstream.add_argument(
+        "--length-edges",
+        type=int,
+        nargs="+",
+        default=SUPPRESS,
+        help="text: test-length buckets" + default(downstream_benchmark, "length_edges"),
+    )
+    downstream.add_argument("--max-test-batches", type=int, default=SUPPRESS, help="default: the whole test split")
+    _add_calibration(downstream, downstream_benchmark, batches=False)
+    _add_wandb(downstream)
+    downstream.set_defaults(handler=_downstream)
+
+    speed = kinds.add_parser("speed", help="latency and peak memory of every method against n")
+    speed.add_argument("--out", required=True, help="CSV (a .provenance.json is written beside it)")
+    speed.add_argument("--raw", default=SUPPRESS, help="JSON of every timed repeat per case")
+    speed.add_argument("--training", action="store_true", default=SUPPRESS, help="time forward + backward")
+    for name, kind, text in (
+        ("seq_lens", int, "n"),
+        ("threads", int, "one sweep per thread count"),
+        ("model_seq_lens", int, "n at the compiled models' shapes"),
+        ("compiled_seq_lens", int, "n with torch.compile rows too"),
+        ("long_seq_lens", int, "n for the streaming methods only"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        speed.add_argument(flag, type=kind, nargs="*", default=SUPPRESS, help=text + default(speed_benchmark, name))
+    speed.add_argument(
+        "--operating-points", nargs="*", default=SUPPRESS, help="compiled models' JSON: time their shapes too"
+    )
+    for name, text in (
+        ("batch", "batch size"),
+        ("heads", "heads"),
+        ("head_dim", "head dimension"),
+        ("n_iters", "the teacher's Sinkhorn iterations"),
+        ("slices", "ASAP's slices"),
+        ("sliced_max_len", "longest n for sliced transport"),
+        ("dense_max_len", "longest n for methods holding n x n"),
+        ("long_batch", "batch at the long lengths"),
+        ("long_heads", "heads at the long lengths"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        speed.add_argument(flag, type=int, default=SUPPRESS, help=text + default(speed_benchmark, name))
+    speed.add_argument(
+        "--min-run-time",
+        type=float,
+        default=SUPPRESS,
+        help="seconds of timing per case" + default(speed_benchmark, "min_run_time"),
+    )
+    _add_wandb(speed)
+    speed.set_defaults(handler=_speed)
 
     report = commands.add_parser("report", help="tables and figures from a results folder")
     report.add_argument("--results", required=True, help="e.g. results/default")
     report.add_argument("--out", required=True, help="e.g. paper_figures/default")
+    _add_wandb(report)
     report.set_defaults(handler=_report)
 
+    dashboard = commands.add_parser("dashboard", help="build the W&B workspace of the paper's panels")
+    dashboard.add_argument("--entity", help="your W&B user or team")
+    dashboard.add_argument("--project", default="asap", help="W&B project (default: asap)")
+    dashboard.add_argument("--check", metavar="DIR", help="offline: check the runs under DIR log every panel's keys")
+    dashboard.set_defaults(handler=_dashboard, no_wandb=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError) as error:  # a mistake in the input: one line (ASAP_TRACEBACK=1: all)
         if os.environ.get("ASAP_TRACEBACK"):
             raise
-        parser.exit(2, f"asap {args.command}: error: {error}\n")
+        prog = " ".join(filter(None, ["asap", args.command, getattr(args, "kind", None)]))
+        parser.exit(2, f"{prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ import subprocess
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LIBRARIES = ("asap", "torch", "timm", "lightning", "datasets", "wandb", "pandas", "numpy")
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,4 +86,22 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
+    return path
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> Path:
+    """A table as CSV, through a temporary file and a rename (as :func:`write_json_atomic`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def write_table(table: pd.DataFrame, path: str | Path, info: dict[str, Any]) -> Path:
+    """:func:`write_csv_atomic`, with ``<name>.provenance.json`` beside it holding ``info`` and
+    :func:`provenance`."""
+    path = write_csv_atomic(table, path)
+    write_json_atomic(path.with_suffix(".provenance.json"), {**info, "provenance": provenance()})
     return path

@@ -126,6 +126,27 @@ def log_reference_artifact(
     run.log_artifact(artifact, aliases=["latest", *aliases])
 
 
+def finish_logger_runs(
+    loggers: Iterable[Any],
+    *,
+    summary: Mapping[str, Any] | None = None,
+    artifacts: Iterable[tuple[str, str, str | Path]] = (),
+) -> None:
+    """Finish the W&B runs among Lightning ``loggers`` (training, fine-tuning), adding first the record's
+    headline numbers to the summary and ``(name, type, path)`` artifacts by reference: what Lightning logs per
+    step is not the record's (median step time, wall time), and the job's products exist only after the fit."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            numbers = {key: _scalar(value) for key, value in (summary or {}).items()}
+            run.summary.update({key: value for key, value in numbers.items() if isinstance(value, int | float)})
+            for name, kind, path in artifacts:
+                log_reference_artifact(run, name, kind, path)
+            run.finish()
+
+
 class JobRun:
     """The W&B run of one job, or (``run=None``) a stand-in whose methods do nothing: tracking off."""
 
@@ -220,7 +241,6 @@ def job_run(
         yield JobRun(None, identity)
         return
     import wandb
-
     from asap.provenance import provenance
 
     fields = {"profile": profile, "task": task, "variant": variant, "seed": seed, **(extra or {})}

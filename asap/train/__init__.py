@@ -16,6 +16,7 @@ _EXPORTS = {
     "load_teacher": "asap.train.checkpoint",
     "model_arguments": "asap.train.run",
     "train": "asap.train.run",
+    "train_task": "asap.train.run",
 }
 
 __all__ = sorted(_EXPORTS)

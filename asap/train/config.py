@@ -1,7 +1,11 @@
-"""Experiment configs: one YAML per (profile, task) under ``experiments/``, plus command-line overrides.
+"""Experiment configs: one YAML per (profile, task) under a config directory, plus command-line overrides.
 
 A task config holds ``data``, ``model``, ``optim``, ``trainer`` and ``variants`` (the attention options of
 each variant). :func:`run_config` resolves it for one (variant, seed) into the flat record a run logs.
+
+The config directory is ``experiments/`` of the repository. It ships inside the wheel too (``asap/experiments``,
+see ``pyproject.toml``), so an installed ``asap`` finds its configs from any working directory; an explicit
+``config_dir`` (``asap train --config-dir``) takes precedence over both.
 """
 
 from __future__ import annotations
@@ -14,15 +18,43 @@ from typing import Any
 
 import yaml
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+_PACKAGED = Path(__file__).resolve().parents[1] / "experiments"  # inside an installed wheel
+_CHECKOUT = Path(__file__).resolve().parents[2] / "experiments"  # a source checkout (editable install)
+DEFAULT_PROFILE = "cpu"
 
 
-def config_path(task: str, profile: str = "cpu") -> Path:
-    return EXPERIMENTS / profile / f"{task}.yaml"
+def config_dir(explicit: str | Path | None = None) -> Path:
+    """The directory of profile folders (``<dir>/<profile>/<task>.yaml``): ``explicit`` if given, else the
+    configs shipped in the package, else the checkout's ``experiments/``."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_dir():
+            raise FileNotFoundError(f"config directory {path} does not exist")
+        return path
+    return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
 
 
-def load_task_config(task: str, profile: str = "cpu", path: str | Path | None = None) -> dict[str, Any]:
-    path = Path(path) if path else config_path(task, profile)
+def profiles(directory: str | Path | None = None) -> list[str]:
+    """The profiles of a config directory: its folders holding task configs."""
+    return sorted(p.name for p in config_dir(directory).iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+
+
+def profile_tasks(profile: str, directory: str | Path | None = None) -> dict[str, list[str]]:
+    """``{task: [variants]}`` configured in one profile."""
+    folder = config_dir(directory) / profile
+    configs = {path.stem: yaml.safe_load(path.read_text()) for path in sorted(folder.glob("*.yaml"))}
+    return {task: sorted(config.get("variants", {})) for task, config in configs.items()}
+
+
+def config_path(task: str, profile: str = DEFAULT_PROFILE, directory: str | Path | None = None) -> Path:
+    return config_dir(directory) / profile / f"{task}.yaml"
+
+
+def load_task_config(
+    task: str, profile: str = DEFAULT_PROFILE, path: str | Path | None = None, directory: str | Path | None = None
+) -> dict[str, Any]:
+    """The task config ``path``, or ``<config dir>/<profile>/<task>.yaml`` (see :func:`config_dir`)."""
+    path = Path(path) if path else config_path(task, profile, directory)
     if not path.exists():
         available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
         raise FileNotFoundError(f"no config {path}; configs in {path.parent}: {available}")
@@ -83,18 +115,20 @@ def variant_entry(task_config: dict[str, Any], variant: str) -> tuple[str, dict[
     return entry.get("normaliser", variant), dict(entry.get("attention") or {}), list(entry.get("set", []))
 
 
-def run_config(task_config: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
+def run_config(task_config: dict[str, Any], variant: str, seed: int, profile: str | None = None) -> dict[str, Any]:
     """The resolved config of one training run (see :func:`variant_entry`); the resolved values are what the
-    run records."""
+    run records. ``profile`` names the config set it came from (W&B groups runs by it)."""
     normaliser, options, overrides = variant_entry(task_config, variant)
     config = {key: copy.deepcopy(value) for key, value in task_config.items() if key != "variants"}
     config = apply_overrides(config, overrides)
     config.update(variant=variant, normaliser=normaliser, seed=seed, attention_options=copy.deepcopy(options))
+    if profile is not None:
+        config["profile"] = profile
     return config
 
 
 SECTIONS = {"task", "data", "model", "optim", "trainer", "logging", "variants"}
-RUN_KEYS = {"variant", "normaliser", "seed", "attention_options"}  # added by run_config
+RUN_KEYS = {"variant", "normaliser", "seed", "attention_options", "profile"}  # added by run_config
 OPTIM_KEYS = {"lr", "weight_decay", "warmup_fraction", "betas", "label_smoothing"}  # what Classifier reads
 LOGGING_KEYS = {"wandb", "project"}
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import WandbLogger
 
 from asap.compiler.io import read_compiled, save_compiled
 from asap.data import create_datamodule
 from asap.provenance import provenance, write_json_atomic
+from asap.tracking import finish_logger_runs
 from asap.train.callbacks import StepCost
 from asap.train.module import Classifier
 from asap.train.run import loggers_for
@@ -75,7 +75,7 @@ def finetune(
     cost = StepCost()
     trainer = L.Trainer(
         default_root_dir=run_dir,
-        logger=loggers_for(config, Path(run_dir)),
+        logger=loggers_for(config, Path(run_dir), job_type="finetune"),
         callbacks=[cost, LearningRateMonitor(logging_interval="step")],
         max_steps=steps,
         val_check_interval=min(val_every, steps),
@@ -91,12 +91,12 @@ def finetune(
     trainer.fit(module, datamodule=datamodule)
     wall_s = time.perf_counter() - start
     (after,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
     metadata = {**payload["metadata"], "finetune": {"steps": steps, "params": params, "lr": optim["lr"]}}
     metadata.pop("provenance", None)
     save_compiled(module.model, out, payload["model_args"], metadata)
+    name = f"finetuned-{run['task']}-{run['variant']}-seed{run['seed']}"
+    summary = {"test/acc_compiled": before["test/acc"], **{f"cost/{k}": v for k, v in cost.summary().items()}}
+    finish_logger_runs(trainer.loggers, summary=summary, artifacts=[(name, "compiled-model", out)])
     record = {
         "task": run["task"],
         "teacher": run["variant"],

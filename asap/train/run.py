@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from asap.compiler.online import compile_online, online_layers, online_report
 from asap.data import create_datamodule
 from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic
-from asap.tracking import job_identity, log_reference_artifact
+from asap.tracking import finish_logger_runs, job_identity, log_reference_artifact
 from asap.train.callbacks import OnlineCalibration, StepCost
-from asap.train.config import validate_config
+from asap.train.config import DEFAULT_PROFILE, apply_overrides, load_task_config, run_config, validate_config
 from asap.train.module import Classifier
 
 
@@ -127,9 +128,8 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
     trainer.fit(module, datamodule=datamodule)
     train_wall_s = time.perf_counter() - start
     (test,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+    costs = {**cost.summary(), "train_wall_s": train_wall_s}
+    finish_logger_runs(loggers, summary={f"cost/{key}": value for key, value in costs.items()})
 
     online = online_asap(module.model, datamodule) if online_layers(module.model) else None
     record = {
@@ -144,7 +144,7 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
                 datamodule.datasets["train"], datamodule.datasets["test"]
             ),
         },
-        "cost": {**cost.summary(), "train_wall_s": train_wall_s, "device_type": module.device.type},
+        "cost": {**costs, "device_type": module.device.type},
         "checkpoints": {"best": str(checkpoint.best_model_path), "last": str(checkpoint.last_model_path)},
         "num_parameters": sum(p.numel() for p in module.parameters()),
         "config": config,
@@ -167,3 +167,33 @@ def online_asap(teacher: nn.Module, datamodule: L.LightningDataModule) -> dict[s
     comparison = compare_predictions(logits, teacher_logits, labels)
     report = online_report(teacher)
     return {**comparison, "report": report.to_dict("records")}
+
+
+def train_task(
+    task: str,
+    variant: str,
+    seed: int = 0,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    config: str | Path | None = None,
+    config_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path = "data",
+    runs_dir: str | Path = "runs",
+    results_dir: str | Path = "results",
+    run_dir: str | Path | None = None,
+    result: str | Path | None = None,
+    wandb: bool = True,
+) -> tuple[dict, Path]:
+    """Train one (task, variant, seed) from its config (``config``, or ``<config dir>/<profile>/<task>.yaml``,
+    see :func:`asap.train.config.config_dir`) with dotted ``overrides``; checkpoints and logs go to ``run_dir``
+    (default ``<runs_dir>/<profile>/<task>/<variant>/seed<seed>``) and the record to ``result`` (default
+    ``<results_dir>/<profile>/train/<task>/<variant>/seed<seed>.json``). Returns the record and its path."""
+    task_config = apply_overrides(load_task_config(task, profile, config, config_dir), list(overrides))
+    run_config_ = run_config(task_config, variant, seed, profile)
+    if not wandb:
+        run_config_.setdefault("logging", {})["wandb"] = False
+    run = Path(task) / variant / f"seed{seed}"
+    result = Path(result or Path(results_dir) / profile / "train" / f"{run}.json")
+    record = train(run_config_, run_dir or Path(runs_dir) / profile / run, result, data_dir)
+    return record, result

@@ -1,0 +1,244 @@
+"""The benchmark jobs behind ``asap bench``: from files (a checkpoint, an operating point) to a table on disk.
+
+Each job writes its CSV atomically with a ``.provenance.json`` beside it (:func:`asap.provenance.write_table`)
+and returns the table, so the command line, the workflow and a Python user share one code path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from asap.provenance import provenance, write_json_atomic, write_table
+
+
+def model_sequence_length(model: nn.Module, datamodule) -> int:
+    """Tokens the model attends over: patches (+ class token) for a ViT, the median batch width for text."""
+    if datamodule.modality == "vision":
+        return model.patch_embed.num_patches + model.num_prefix_tokens
+    widths = [batch[0].shape[1] for batch in datamodule.test_dataloader()]
+    return int(sorted(widths)[len(widths) // 2])
+
+
+def online_student(checkpoint: str | Path, teacher: nn.Module, data_dir: str | Path = "data") -> nn.Module:
+    """The model compiled from the online maps of ``checkpoint``, a run of the same teacher with online maps.
+
+    Its teacher weights must equal ``teacher``'s (online maps never touch training), else the comparison with
+    post-hoc calibration would compare two teachers: a ``ValueError`` names the first differing tensors."""
+    from asap.compiler import compile_online
+    from asap.train import load_teacher
+
+    online = load_teacher(checkpoint, data_dir).model
+    state, reference = online.state_dict(), teacher.state_dict()
+    differing = [key for key, value in reference.items() if not value.equal(state[key])]
+    if differing:
+        raise ValueError(f"{checkpoint} was trained to other weights than the teacher: {differing[:3]}")
+    return compile_online(online)
+
+
+def read_operating_point(path: str | Path):
+    """The :class:`~asap.compiler.OperatingPoint` in a JSON written by ``asap compile --operating-point``."""
+    from asap.compiler import OperatingPoint
+
+    record = json.loads(Path(path).read_text())
+    if "operating_point" not in record:
+        raise ValueError(f"{path} holds no operating point (write one with asap compile --operating-point)")
+    return OperatingPoint(**record["operating_point"])
+
+
+def _with_run(table: pd.DataFrame, run: dict[str, Any]) -> pd.DataFrame:
+    table.insert(0, "task", run["task"])
+    table.insert(1, "teacher", run["variant"])
+    table.insert(2, "seed", run["seed"])
+    return table
+
+
+def frontier_benchmark(
+    checkpoint: str | Path,
+    operating_point: str | Path,
+    out: str | Path,
+    *,
+    data_dir: str | Path = "data",
+    map: str = "linear",  # noqa: A002 - the dual map's name, as everywhere in asap.compiler
+    num_batches: int = 8,
+    seed: int = 0,
+    seq_lens: Sequence[int] = (1024,),
+    slice_factors: Sequence[float] | None = None,
+    one_sided: str = "all",
+    threads: int = 1,
+    max_test_batches: int | None = None,
+    min_run_time: float = 0.5,
+    online_checkpoint: str | Path | None = None,
+) -> pd.DataFrame:
+    """The accuracy-cost frontier of a Sinkhorn checkpoint (:func:`asap.bench.accuracy_cost_frontier`) around
+    the operating point chosen by ``asap compile``; ASAP at L = factor x head dim for each of
+    ``slice_factors`` (default d/4 ... 4d); ``online_checkpoint`` adds the model compiled from a twin run's
+    online maps (``asap_online``)."""
+    from asap.bench.frontier import accuracy_cost_frontier, frontier_slices
+    from asap.compiler.operating_points import teacher_head_dim
+    from asap.data.base import constant_predictor_accuracy
+    from asap.train import load_teacher
+
+    loaded = load_teacher(checkpoint, data_dir)
+    teacher, datamodule = loaded.model, loaded.datamodule
+    point = read_operating_point(operating_point)
+    slices = frontier_slices(teacher_head_dim(teacher), slice_factors, point) if slice_factors else None
+    online = online_student(online_checkpoint, teacher, data_dir) if online_checkpoint else None
+    table = accuracy_cost_frontier(
+        teacher,
+        datamodule.train_dataloader(),
+        datamodule.test_dataloader(),
+        point,
+        seq_len=model_sequence_length(teacher, datamodule),
+        seq_lens=seq_lens,
+        min_run_time=min_run_time,
+        threads=threads,
+        max_test_batches=max_test_batches,
+        slices=slices,
+        one_sided=one_sided,
+        online=online,
+        map=map,
+        num_batches=num_batches,
+        seed=seed,
+    )
+    splits = datamodule.datasets
+    table["constant_predictor_acc"] = constant_predictor_accuracy(splits["train"], splits["test"])
+    table = _with_run(table, loaded.run)
+    options = {"map": map, "num_batches": num_batches, "seed": seed, "seq_lens": list(seq_lens)}
+    info = {"checkpoint": str(checkpoint), "operating_point": point.to_dict(), "options": options, "run": loaded.run}
+    write_table(table, out, info)
+    return table
+
+
+def downstream_benchmark(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    operating_point: str | Path | None = None,
+    data_dir: str | Path = "data",
+    map: str = "linear",  # noqa: A002
+    seed: int = 0,
+    fit: str = "kl",
+    calib_sizes: Sequence[int] = (1, 2, 4, 8, 16),
+    length_edges: Sequence[int] = (128, 256, 384, 513),
+    max_test_batches: int | None = None,
+) -> pd.DataFrame:
+    """Accuracy against the number of calibration batches and, on text, against test length after calibrating
+    on short sequences only (:mod:`asap.bench.downstream`), at the operating point of ``asap compile`` (or 16
+    random slices, two-sided, without one)."""
+    from asap.bench.downstream import calibration_curve, length_generalisation
+    from asap.compiler import OperatingPoint
+    from asap.train import load_teacher
+
+    loaded = load_teacher(checkpoint, data_dir)
+    teacher, datamodule = loaded.model, loaded.datamodule
+    point = read_operating_point(operating_point) if operating_point else OperatingPoint(16, "random")
+    options = dict(
+        map=map, seed=seed, slices=point.slices, directions=point.directions, two_sided=point.two_sided, fit=fit
+    )
+    train_loader, test_loader = datamodule.train_dataloader(), datamodule.test_dataloader()
+    curve = calibration_curve(
+        teacher, train_loader, test_loader, sizes=calib_sizes, max_test_batches=max_test_batches, **options
+    )
+    tables = [curve.assign(experiment="calibration")]
+    if datamodule.modality == "text":  # calibrate on the shorter half of the lengths, test every length bucket
+        low, high = min(length_edges), max(length_edges)
+        buckets = list(zip(length_edges[:-1], length_edges[1:], strict=True))
+        lengths = length_generalisation(teacher, train_loader, test_loader, low + (high - low) // 2, buckets, **options)
+        tables.append(lengths.assign(experiment="length"))
+    table = _with_run(pd.concat(tables, ignore_index=True), loaded.run)
+    info = {"checkpoint": str(checkpoint), "operating_point": point.to_dict(), "options": options, "run": loaded.run}
+    write_table(table, out, info)
+    return table
+
+
+def speed_benchmark(
+    out: str | Path,
+    *,
+    raw: str | Path | None = None,
+    training: bool = False,
+    seq_lens: Sequence[int] = (256, 1024, 4096),
+    batch: int = 2,
+    heads: int = 4,
+    head_dim: int = 64,
+    n_iters: int = 3,
+    slices: int = 16,
+    sliced_max_len: int = 1024,
+    dense_max_len: int = 4096,
+    min_run_time: float = 0.5,
+    threads: Sequence[int] = (1,),
+    operating_points: Sequence[str | Path] = (),
+    model_seq_lens: Sequence[int] = (1024,),
+    compiled_seq_lens: Sequence[int] = (),
+    long_seq_lens: Sequence[int] = (),
+    long_batch: int = 1,
+    long_heads: int = 1,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Latency and peak memory of every method against n (:func:`asap.bench.speed.speed_sweep`), one sweep per
+    thread count; at ``long_seq_lens`` the streaming methods only (at a small batch); at inference, the
+    compiled models' shapes too (``operating_points``: the JSON of ``asap compile``). ``raw`` keeps every
+    timed repeat. ``device`` defaults to CUDA when there is one."""
+    import torch
+
+    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep, streaming_methods
+
+    options = dict(
+        seq_lens=list(seq_lens),
+        batch=batch,
+        heads=heads,
+        head_dim=head_dim,
+        n_iters=n_iters,
+        slices=slices,
+        sliced_max_len=sliced_max_len,
+        dense_max_len=dense_max_len,
+        min_run_time=min_run_time,
+        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+    )
+    tables = [
+        speed_sweep(
+            training=training,
+            threads=count,
+            measure_memory=index == 0,
+            compiled_seq_lens=[] if training else compiled_seq_lens,
+            **options,
+        )
+        for index, count in enumerate(threads)
+    ]
+    shapes = []
+    if long_seq_lens:  # lengths where only the streaming methods fit
+        label = f"long (B={long_batch}, H={long_heads})"
+        shapes.append({"label": label, "batch": long_batch, "heads": long_heads})
+        long_options = {**options, "seq_lens": list(long_seq_lens), "batch": long_batch, "heads": long_heads}
+        methods = streaming_methods(training)
+        tables.append(
+            speed_sweep(training=training, threads=threads[-1], methods=methods, shape_label=label, **long_options)
+        )
+    if not training:  # ASAP runs at inference only: the compiled models' shapes are inference cases
+        for path in operating_points:
+            record = json.loads(Path(path).read_text())
+            shape = dict(
+                heads=record["heads"],
+                head_dim=record["head_dim"],
+                n_iters=record["teacher_iterations"],
+                slices=record["operating_point"]["slices"],
+            )
+            shapes.append({"label": f"{record['task']}/{record['variant']}", **shape})
+            model_options = {**options, **shape, "seq_lens": list(model_seq_lens), "threads": threads[0]}
+            tables.append(
+                speed_sweep(
+                    methods=MODEL_SHAPE_METHODS, measure_memory=False, shape_label=shapes[-1]["label"], **model_options
+                )
+            )
+    table = pd.concat(tables, ignore_index=True)
+    info = {"options": options, "training": training, "model_shapes": shapes}
+    if raw:  # every timed repeat, for a look at the noise behind each median
+        write_json_atomic(raw, {**info, "cases": table.to_dict("records"), "provenance": provenance()})
+    table = table.drop(columns="latency_runs_ms")
+    write_table(table, out, info)
+    return table
