@@ -67,6 +67,10 @@ wildcard_constraints:
 # (workflow.cores only when needed: under a cluster executor without --cores, reading it is an error.)
 THREADS = config["threads_per_job"] if "threads_per_job" in config else workflow.cores
 ASAP = f"{sys.executable} -m asap"  # the interpreter running the workflow, whatever PATH says
+# Every job writes a W&B run (offline unless WANDB_MODE says otherwise), grouped by the profile: beside the runs.
+os.environ.setdefault("WANDB_DIR", os.path.abspath(RUNS))
+os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
+GROUP = f"--profile {PROFILE}"  # the W&B group of jobs without a training run of their own (speed, report)
 RUN_CHECKPOINT = RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt"
 COMPILED_MODEL = RUNS + "/{task}/compiled/{variant}/seed{seed}.pt"
 RAW_TIMINGS = RUNS + "/speed/{mode}.json"
@@ -80,8 +84,10 @@ FINETUNED_MODEL = RUNS + "/{task}/finetuned/{variant}/seed{seed}.pt"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
     f"--calib-batches {COMPILE['calib_batches']} --fit {COMPILE.get('fit', 'kl')} --side {COMPILE.get('side', 'two')}"
+    f" {GROUP}"
 )
-CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']}"
+CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']} {GROUP}"
+DOWNSTREAM_ARGS = f"--map {COMPILE['map']} {GROUP}"  # the curves vary the number of calibration batches themselves
 
 def numbers(values):
     return " ".join(str(v) for v in values)
@@ -202,7 +208,7 @@ rule downstream:
         edges=numbers(BENCH["length_edges"]),
     shell:
         ASAP + " bench downstream --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
-        " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --fit " + BENCH.get("downstream_fit", "kl")
+        " --data-dir " + DATA + " " + DOWNSTREAM_ARGS + " --fit " + BENCH.get("downstream_fit", "kl")
         + " --calib-sizes {params.sizes} --length-edges {params.edges}"
         + " --max-test-batches " + str(BENCH["downstream_test_batches"]) + " --out {output} > {log} 2>&1"
 
@@ -248,7 +254,7 @@ rule speed:
         long=f"--long-seq-lens {numbers(SPEED['long_seq_lens'])} --long-batch {SPEED['long_batch']}"
         f" --long-heads {SPEED['long_heads']}" if SPEED.get("long_seq_lens") else "",
     shell:
-        ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS
+        ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS + " " + GROUP
         + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens} {params.long} {params.compiled}"
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
@@ -268,4 +274,4 @@ rule report:
     benchmark:
         RESULTS + "/jobs/report.tsv"
     shell:
-        ASAP + " report --results " + RESULTS + " --out " + FIGURES + " > {log} 2>&1"
+        ASAP + " report --results " + RESULTS + " --out " + FIGURES + " " + GROUP + " > {log} 2>&1"
