@@ -1,12 +1,22 @@
 """The plan-fitted map (fit='kl') and the per-head choice of side (two_sided='auto')."""
 
+import math
+
 import pytest
 import torch
 from scipy.special import rel_entr
 
 from asap import ops
 from asap.compiler import OperatingPoint, calibration_report, compile_candidates
-from asap.compiler.fit import fit_dual_map, fit_dual_map_to_plans, plan_scores, row_divergence, teacher_plan
+from asap.compiler.fit import (
+    TeacherPlan,
+    fit_dual_map,
+    fit_dual_map_to_plans,
+    plan_scores,
+    row_divergence,
+    teacher_plan,
+)
+from asap.compiler.operating_points import side_per_head
 from asap.nn import LinearDualMap
 
 
@@ -59,7 +69,6 @@ def test_auto_keeps_per_head_the_side_with_the_lower_held_out_error(teacher, mni
             side: calibration_report(compiled[OperatingPoint(8, "random", side, fit)]) for side in (True, False, "auto")
         }
         auto = reports["auto"]
-        print(fit, auto[["layer", "head", "two_sided", "two_sided_plan_error", "one_sided_plan_error"]])
         # each side's error is that of the model compiled with the side fixed (fitted for it)
         torch.testing.assert_close(
             torch.tensor(auto.two_sided_plan_error.values), torch.tensor(reports[True].plan_error.values)
@@ -76,6 +85,36 @@ def test_auto_keeps_per_head_the_side_with_the_lower_held_out_error(teacher, mni
     kl, ridge = (calibration_report(compiled[OperatingPoint(8, "random", True, fit)]) for fit in ("kl", "ridge"))
     assert (kl.kl <= ridge.kl + 1e-7).all(), "early stopping keeps the held-out KL at or below ridge's"
     torch.testing.assert_close(torch.tensor(kl.ridge_kl.values), torch.tensor(ridge.kl.values))
+
+
+def test_auto_keeps_the_side_that_wins_on_two_constructed_heads():
+    """Two heads whose maps give exact duals, of two teachers. Head 0's teacher ends on a row step (ours, and
+    Sinkformer's odd max_iter): the two-sided rebuild is exact there, the one-sided one is not. Head 1's teacher
+    ends on a column step (Sinkformer with an even max_iter): its plan is exp(S + f + g'), g' the column
+    c-transform of f, which the one-sided rebuild from f reproduces and the two-sided one cannot. Through the
+    functions compile uses (plan_scores, then side_per_head), "auto" must keep each head's winner. (A teacher
+    ending on rows, as every asap teacher does, favours two-sided: one-sided never won on the default tasks.)"""
+    torch.manual_seed(0)
+    q, k = (2 * torch.randn(4, 2, 24, 8) for _ in range(2))
+    plan = teacher_plan(q, k, None, n_iters=3)
+    f, _ = ops.sinkhorn(plan.scores, 3)  # (B, H, N), the last row step's
+    column_final = -math.log(24) - torch.logsumexp(plan.scores + f.unsqueeze(-1), dim=-2)  # g' (B, H, N)
+    log_column_final = plan.scores + f.unsqueeze(-1) + column_final.unsqueeze(-2) + math.log(24)  # log (n P)
+    assert torch.allclose(log_column_final.exp().sum(-2), torch.ones(4, 2, 24), atol=1e-5), "columns exact"
+    log_attention = torch.cat([plan.log_attention[:, :1], log_column_final[:, 1:]], dim=1)
+    teachers = TeacherPlan(plan.scores, None, log_attention, plan.queries)
+    duals = torch.stack([ops.teacher_query_dual(plan.scores, 3)[:, 0], f[:, 1]], dim=1)
+    identity = LinearDualMap(num_heads=2, num_features=1)
+    with torch.no_grad():
+        identity.weight.fill_(1.0)  # the map returns its one feature: f = phi . 1 + 0
+    scores = {side: plan_scores(identity, [duals.unsqueeze(-1)], [teachers], side) for side in (True, False)}
+    two, one = scores[True][0], scores[False][0]
+    assert two[0] < 1e-4 < 0.01 < one[0], "head 0: two-sided exact, one-sided not"
+    assert one[1] < 1e-4 < 0.01 < two[1], "head 1: one-sided exact, two-sided not"
+    assert side_per_head(scores, "auto").tolist() == [True, False]
+    assert side_per_head(scores, True).tolist() == [True, True] and side_per_head(scores, False).tolist() == [False] * 2
+    with pytest.raises(ValueError, match="two_sided must be"):
+        side_per_head(scores, "both")
 
 
 def test_auto_side_per_head_runs_both_paths_alike(teacher, mnist):

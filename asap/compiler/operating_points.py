@@ -91,6 +91,17 @@ class _Slicing:
     kl_maps: dict[bool, nn.Module] = field(default_factory=dict)
 
 
+def side_per_head(scores: dict[bool, tuple[Tensor, Tensor]], two_sided: bool | str) -> Tensor:
+    """Per head, the side of the final c-transform: ``True`` (rows exact) or ``False`` (columns exact), as fixed
+    by ``two_sided``, or with ``"auto"`` the side with the lower held-out plan error (ties: two-sided).
+    ``scores[side]`` is ``(plan_error, kl)`` per head (:func:`asap.compiler.fit.plan_scores`)."""
+    if two_sided == "auto":
+        return scores[True][0] <= scores[False][0]
+    if not isinstance(two_sided, bool):
+        raise ValueError(f"two_sided must be True, False or 'auto', got {two_sided!r}")
+    return torch.full_like(scores[True][0], two_sided, dtype=torch.bool)
+
+
 class _LayerCalibration:
     """One Sinkhorn layer's calibration batches and everything operating points on it can share (computed when
     first needed): the teacher's plans, and per ``(slices, directions)`` a :class:`_Slicing`."""
@@ -161,10 +172,7 @@ class _LayerCalibration:
             fitted_sides = (True, False) if point.two_sided == "auto" else (point.two_sided,)
             maps.update({side: self.kl_map(slicing, side) for side in fitted_sides})
             scores = {side: plan_scores(maps[side], *heldout, side) for side in (True, False)}
-        if point.two_sided == "auto":  # per head, the side with the lower held-out plan error
-            chosen = scores[True][0] <= scores[False][0]
-        else:
-            chosen = torch.full_like(scores[True][0], point.two_sided, dtype=torch.bool)
+        chosen = side_per_head(scores, point.two_sided)
 
         def per_head(values: dict[bool, Tensor]) -> Tensor:
             return torch.where(chosen, values[True], values[False])
