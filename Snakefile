@@ -3,11 +3,16 @@
 #   snakemake --cores all --configfile experiments/paper.yaml   # paper scale (hub data, GPU, 3 seeds)
 # Every rule calls the package's CLI; configuration lives in experiments/*.yaml.
 
+import json
 import os
 import sys
 
 
 configfile: os.path.join(workflow.basedir, "experiments", "default.yaml")
+
+
+# snakemake --report report.html: this page first, then every figure and table the report rule marks below.
+report: "workflow/report/workflow.rst"
 
 
 PROFILE = config["profile"]  # training configs under experiments/<profile>/
@@ -259,6 +264,57 @@ rule speed:
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
 
+# The files asap.report.build_report writes, each figure as PNG and PDF and each table as HTML, Markdown and LaTeX.
+# All are declared, so that a report that stops writing one fails instead of leaving a stale copy; the PNGs and
+# HTML tables go into `snakemake --report` (which shows HTML inline, but Markdown and LaTeX only as downloads),
+# each with its caption in workflow/report/ (what it plots, its axes or columns, how to read it) and in a folder
+# per question: name -> (category, its line in the report's list).
+REPORT_FIGURES = {
+    "frontier": ("Frontier", "agreement against latency, per teacher"),
+    "accuracy_sweeps": ("Accuracy", "accuracy against iterations and slices"),
+    "dual_map_r2": ("Calibration", "dual R² and plan error per layer"),
+    "calibration_curve": ("Calibration", "accuracy recovered against calibration data"),
+    "speed": ("Speed and cost", "one layer's latency and memory"),
+    "training_cost": ("Speed and cost", "training step time and memory"),
+}
+REPORT_TABLES = {
+    "headline": ("Frontier", "per teacher: ASAP's match, speed-up, the claim"),
+    "frozen_layer": ("Frontier", "every replacement of each frozen teacher"),
+    "accuracy": ("Accuracy", "test accuracy by task and attention"),
+    "compile_options": ("Accuracy", "accuracy recovery per compile option"),
+    "calibration": ("Calibration", "calibration scores per layer"),
+    "speed": ("Speed and cost", "one layer's latency ratios and memory"),
+    "training_cost": ("Speed and cost", "training cost per variant"),
+    "workflow_cost": ("Speed and cost", "this workflow's time and memory per rule"),
+}
+
+
+def report_item(name, suffix, kind, entries):
+    category, line = entries[name]
+    return report(
+        f"{FIGURES}/{name}.{suffix}",
+        caption=f"workflow/report/{kind}s/{name}.rst",
+        category=category,
+        subcategory=kind.capitalize() + "s",
+        labels={kind: f"{name}: {line}"},  # one label only: the report turns a second into a toggle
+    )
+
+
+def provenance_labels(wildcards, output):
+    """provenance.json's key fields, shown beside it in the report's list: the report offers JSON only as a
+    download."""
+    with open(output.provenance) as file:
+        record = json.load(file)
+    short = lambda commit: commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    return {
+        "report commit": short(record["report"]["git_commit"]),
+        "training commits": ", ".join(short(commit) for commit in record["commits"]),
+        "device": record["report"]["device"],
+        "torch": record["report"]["versions"]["torch"],
+        "sources": f"{len(record['sources'])} files under {record['results']}",
+    }
+
+
 rule report:
     input:
         expand(RESULTS + "/bench/speed/{mode}.csv", mode=["inference", "training"]),
@@ -268,7 +324,16 @@ rule report:
         per_run(DOWNSTREAM_TABLE, DOWNSTREAM, TEACHER_SEEDS),
         per_run(FINETUNE_RECORD, FINETUNED, TEACHER_SEEDS),
     output:
-        FIGURES + "/provenance.json",
+        provenance=report(
+            FIGURES + "/provenance.json",
+            caption="workflow/report/provenance.rst",
+            category="Provenance",
+            labels=provenance_labels,
+        ),
+        figures=[report_item(name, "png", "figure", REPORT_FIGURES) for name in REPORT_FIGURES],
+        tables=[report_item(name, "html", "table", REPORT_TABLES) for name in REPORT_TABLES],
+        pdf=expand(FIGURES + "/{name}.pdf", name=REPORT_FIGURES),
+        markdown_latex=expand(FIGURES + "/{name}.{suffix}", name=REPORT_TABLES, suffix=["md", "tex"]),
     log:
         RESULTS + "/logs/report.log",
     benchmark:

@@ -1,7 +1,10 @@
 """The Snakemake workflow: dry runs of every profile, the miniature DAG end to end, and the report."""
 
+import base64
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -126,11 +129,11 @@ def test_report_from_a_results_directory(mini_run, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(mini_run / "results/mini", results)
     written = build_report(results, tmp_path / "figures")
-    assert len(written) == 29 and all(path.exists() for path in written)
+    assert len(written) == 37 and all(path.exists() for path in written)  # 6 figures x 2, 8 tables x 3, provenance
     cost = (tmp_path / "figures/workflow_cost.md").read_text()
     assert all(rule in cost for rule in ("train", "compile", "frontier", "downstream", "finetune", "speed", "all"))
     shutil.rmtree(results / "jobs")  # job records are optional: results from elsewhere may lack them
-    assert len(build_report(results, tmp_path / "figures")) == 27
+    assert len(build_report(results, tmp_path / "figures")) == 34
     provenance = json.loads((tmp_path / "figures/provenance.json").read_text())
     assert "train/listops/sinkhorn/seed0.json" in provenance["sources"]
     shutil.rmtree(results / "bench/frontier")
@@ -172,3 +175,54 @@ def test_every_committed_result_is_a_declared_workflow_output(tmp_path):
                 continue
         stale.append(name)
     assert not stale, f"files under results/ that no rule declares: {stale[:10]}"
+
+
+def _text(markup: str) -> str:
+    """The words of an rst paragraph or of rendered HTML, without markup, on one line."""
+    words = html.unescape(re.sub(r"<[^>]+>", "", markup)).replace("``", "").replace("**", "")
+    return " ".join(words.split())
+
+
+@pytest.mark.slow
+def test_html_report_carries_every_figure_and_table_with_its_caption(mini_run, tmp_path):
+    """``snakemake --report``: every PNG figure and HTML table the report rule wrote, and provenance.json, are in
+    the self-contained report (the file itself, not a link) with the caption under workflow/report/ beside it;
+    the workflow description and every rule's run time are there too."""
+    report = tmp_path / "report.html"
+    stylesheet = ROOT / "workflow/report/report.css"
+    configfile = str(mini_run / "experiments/mini.yaml")
+    # --cores: the Snakefile reads workflow.cores for the jobs' threads, even to build a report
+    result = snakemake(
+        "--cores", "1", "--configfile", configfile, "--report", str(report), "--report-stylesheet", str(stylesheet),
+        cwd=mini_run,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = report.read_text()
+
+    def variable(script: str):
+        """One of the report's data: ``<script id="<script>">var <name> = <JSON>;</script>``."""
+        return json.loads(re.search(rf'<script id="{script}">\s*var \w+ = (.*?);\s*</script>', page, re.DOTALL)[1])
+
+    results = variable("results")
+    figures = mini_run / "paper_figures/mini"
+    captions = {".png": "figures", ".html": "tables"}
+    written = sorted(p for p in figures.iterdir() if p.suffix in captions or p.name == "provenance.json")
+    assert len(written) == 6 + 8 + 1
+    assert set(results) == {str(path.relative_to(mini_run)) for path in written}
+    for path in written:
+        entry = results[str(path.relative_to(mini_run))]
+        data = entry["data_uri"].partition(";base64,")[2]
+        assert base64.b64decode(data) == path.read_bytes(), f"{path.name}: the report carries another file"
+        caption = f"{captions[path.suffix]}/{path.stem}.rst" if path.suffix in captions else "provenance.rst"
+        first_paragraph = (ROOT / "workflow/report" / caption).read_text().split("\n\n")[0]
+        assert _text(first_paragraph) in _text(entry["caption"]), f"{path.name}: not its caption ({caption})"
+    assert {entry["labels"]["figure"].split(":")[0] for entry in results.values() if "figure" in entry["labels"]} == {
+        path.stem for path in written if path.suffix == ".png"
+    }
+    provenance = json.loads((figures / "provenance.json").read_text())
+    labels = results["paper_figures/mini/provenance.json"]["labels"]
+    assert provenance["report"]["git_commit"].startswith(labels["report commit"].removesuffix("-dirty"))
+    assert labels["sources"] == f"{len(provenance['sources'])} files under results/mini"
+    assert "trained then compiled" in variable("workflow-desc") and "results/mini/" in variable("workflow-desc")
+    timed = {job["rule"] for job in variable("runtimes")["data"]["values"]}
+    assert timed >= {"data", "train", "compile", "frontier", "downstream", "finetune", "speed", "report"}

@@ -16,7 +16,7 @@ from asap.report.frontier import (
 
 
 def build_report(results: str | Path, out: str | Path) -> list[Path]:
-    """Write every table (Markdown + LaTeX) and figure (PNG + PDF) of ``results`` into ``out``."""
+    """Write every table (Markdown + LaTeX + HTML) and figure (PNG + PDF) of ``results`` into ``out``."""
     results, out = Path(results), Path(out)
     runs = collect.train_runs(results)
     frontier = collect.bench_tables(results, "frontier")

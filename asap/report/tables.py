@@ -1,7 +1,8 @@
-"""Tables, each written as Markdown and LaTeX."""
+"""Tables, each written as Markdown, LaTeX and HTML."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
@@ -61,13 +62,30 @@ def workflow_cost_table(jobs: pd.DataFrame) -> pd.DataFrame:
     return table.astype({"jobs": int}).round(1)
 
 
+# A page of its own: Snakemake's HTML report shows an HTML result inline (in a frame), but offers Markdown and
+# LaTeX only as downloads.
+HTML_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{caption}</title><style>
+body {{ font: 13px sans-serif; margin: 1em; color: #111; background: #fff; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }}
+th {{ background: #f2f2f2; }}
+tbody th {{ text-align: left; }}
+</style></head><body>
+<p><b>{caption}</b></p>
+{table}
+</body></html>
+"""
+
+
 def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path]:
-    """``<stem>.md`` and ``<stem>.tex``."""
+    """``<stem>.md`` (the README), ``<stem>.tex`` (papers) and ``<stem>.html`` (the workflow's HTML report)."""
     path_stem.parent.mkdir(parents=True, exist_ok=True)
-    markdown, latex = path_stem.with_suffix(".md"), path_stem.with_suffix(".tex")
+    markdown, latex, page = (path_stem.with_suffix(suffix) for suffix in (".md", ".tex", ".html"))
     markdown.write_text(f"**{caption}**\n\n{table.to_markdown()}\n")
     latex.write_text(table.to_latex(caption=caption, escape=True, float_format="%.3f"))
-    return [markdown, latex]
+    page.write_text(HTML_PAGE.format(caption=html.escape(caption), table=table.to_html(border=0)), encoding="utf-8")
+    return [markdown, latex, page]
 
 
 def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
