@@ -123,26 +123,28 @@ def _finetune(args: argparse.Namespace) -> None:
     print(json.dumps({"result": args.result_path, **record["metrics"], **record["cost"]}, indent=2))
 
 
-def _frontier(args: argparse.Namespace) -> None:
-    from asap.bench.run import frontier_benchmark
-    from asap.tracking import log_frontier
+def _teacher_benchmark(args: argparse.Namespace, job_type: str) -> None:
+    """``bench frontier`` / ``bench downstream``: a table over one teacher, logged under that training run."""
+    from asap.bench.run import downstream_benchmark, frontier_benchmark
+    from asap.tracking import log_downstream, log_frontier
 
-    table = frontier_benchmark(**_kwargs(args, "profile"))
+    benchmark, log = {
+        "frontier": (frontier_benchmark, log_frontier),
+        "downstream": (downstream_benchmark, log_downstream),
+    }[job_type]
+    table = benchmark(**_kwargs(args, "profile"))
     run = {"task": table["task"].iloc[0], "variant": table["teacher"].iloc[0], "seed": int(table["seed"].iloc[0])}
-    with _job(args, "frontier", **_run_identity(run, args.profile)) as wandb_run:
-        log_frontier(wandb_run, table)
+    with _job(args, job_type, **_run_identity(run, args.profile)) as wandb_run:
+        log(wandb_run, table)
     print(table.to_string(index=False))
+
+
+def _frontier(args: argparse.Namespace) -> None:
+    _teacher_benchmark(args, "frontier")
 
 
 def _downstream(args: argparse.Namespace) -> None:
-    from asap.bench.run import downstream_benchmark
-    from asap.tracking import log_downstream
-
-    table = downstream_benchmark(**_kwargs(args, "profile"))
-    run = {"task": table["task"].iloc[0], "variant": table["teacher"].iloc[0], "seed": int(table["seed"].iloc[0])}
-    with _job(args, "downstream", **_run_identity(run, args.profile)) as wandb_run:
-        log_downstream(wandb_run, table)
-    print(table.to_string(index=False))
+    _teacher_benchmark(args, "downstream")
 
 
 def _speed(args: argparse.Namespace) -> None:
@@ -232,7 +234,8 @@ def _add_calibration(parser: argparse.ArgumentParser, function: Callable, batche
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from asap.bench.run import downstream_benchmark, frontier_benchmark, speed_benchmark
+    from asap.bench.run import SWEEP_OPTIONS, downstream_benchmark, frontier_benchmark, speed_benchmark
+    from asap.bench.speed import speed_sweep
     from asap.compiler import DIRECTIONS
     from asap.compiler.fit import FITS
     from asap.compiler.run import compile_checkpoint
@@ -428,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("long_seq_lens", int, "n for the streaming methods only"),
     ):
         flag = "--" + name.replace("_", "-")
-        speed.add_argument(flag, type=kind, nargs="*", default=SUPPRESS, help=text + default(speed_benchmark, name))
+        home = speed_sweep if name in SWEEP_OPTIONS else speed_benchmark
+        speed.add_argument(flag, type=kind, nargs="*", default=SUPPRESS, help=text + default(home, name))
     speed.add_argument(
         "--operating-points", nargs="*", default=SUPPRESS, help="compiled models' JSON: time their shapes too"
     )
@@ -444,12 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("long_heads", "heads at the long lengths"),
     ):
         flag = "--" + name.replace("_", "-")
-        speed.add_argument(flag, type=int, default=SUPPRESS, help=text + default(speed_benchmark, name))
+        home = speed_sweep if name in SWEEP_OPTIONS else speed_benchmark
+        speed.add_argument(flag, type=int, default=SUPPRESS, help=text + default(home, name))
     speed.add_argument(
         "--min-run-time",
         type=float,
         default=SUPPRESS,
-        help="seconds of timing per case" + default(speed_benchmark, "min_run_time"),
+        help="seconds of timing per case" + default(speed_sweep, "min_run_time"),
     )
     _add_wandb(speed)
     speed.set_defaults(handler=_speed)

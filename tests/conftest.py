@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 import torch
@@ -18,6 +19,15 @@ def _wandb_in_scratch(tmp_path_factory):
     """W&B runs that tests write (offline) land in a scratch folder, never in the checkout."""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ["WANDB_DIR"] = str(tmp_path_factory.mktemp("wandb"))
+
+
+@pytest.fixture(autouse=True)
+def _wandb_torn_down():
+    """wandb keeps one process-wide setup, made with the environment (WANDB_DIR) of the first run: each test
+    starts from none, so that its runs land where it says and are flushed when it ends."""
+    yield
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,9 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
+from asap.dashboard import PANEL_KEYS, missing_keys
 from asap.report import build_report
+from asap.tracking import JOB_TYPES, offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,9 +77,30 @@ def mini_run(tmp_path_factory):
     """The miniature profile's whole DAG, run once in a scratch directory."""
     work = tmp_path_factory.mktemp("workflow")
     shutil.copytree(ROOT / "experiments", work / "experiments")
-    result = snakemake("--cores", "2", "--configfile", str(work / "experiments/mini.yaml"), cwd=work)
+    with pytest.MonkeyPatch.context() as patch:  # the jobs' W&B runs (offline), read back below
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("WANDB_DIR", str(work / "runs/mini"))
+        result = snakemake("--cores", "2", "--configfile", str(work / "experiments/mini.yaml"), cwd=work)
     assert result.returncode == 0, result.stderr[-4000:]
     return work
+
+
+@pytest.mark.slow
+def test_every_job_writes_the_w_and_b_run_the_dashboard_reads(mini_run):
+    """Each workflow job's offline W&B run, read back from disk: named by its job, grouped by profile/task, with
+    the tables and summary keys every dashboard panel reads (asap.dashboard.PANEL_KEYS)."""
+    runs = [read_offline_run(path) for path in offline_runs(mini_run / "runs/mini")]
+    assert {run.job_type for run in runs} == set(JOB_TYPES)
+    assert all(run.group in ("mini", "mini/listops") and "profile:mini" in run.tags for run in runs), "grouped"
+    frontier = next(run for run in runs if run.job_type == "frontier")
+    assert {"task:listops", "variant:sinkhorn", "seed:0"} <= set(frontier.tags)
+    assert {"variant", "accuracy", "latency_ms_nmodel"} <= set(frontier.tables["frontier"])
+    assert {"frontier/asap_accuracy", "frontier/teacher_accuracy"} <= set(frontier.summary)
+    assert frontier.config["provenance"]["git_commit"], "provenance in the run's config"
+    compiled = next(run for run in runs if run.job_type == "compile")
+    (model,) = [artifact for artifact in compiled.artifacts if artifact.type == "compiled-model"]  # + run tables
+    assert model.references and all(uri.startswith("file://") for uri in model.references) and not model.files
+    assert missing_keys(runs, PANEL_KEYS) == {job: [] for job in sorted(PANEL_KEYS)}
 
 
 @pytest.mark.slow

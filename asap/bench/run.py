@@ -157,20 +157,24 @@ def downstream_benchmark(
     return table
 
 
+SWEEP_OPTIONS = (
+    "seq_lens",
+    "batch",
+    "heads",
+    "head_dim",
+    "n_iters",
+    "slices",
+    "sliced_max_len",
+    "dense_max_len",
+    "min_run_time",
+)  # the options of asap.bench.speed.speed_sweep that the speed job passes on (their defaults live there)
+
+
 def speed_benchmark(
     out: str | Path,
     *,
     raw: str | Path | None = None,
     training: bool = False,
-    seq_lens: Sequence[int] = (256, 1024, 4096),
-    batch: int = 2,
-    heads: int = 4,
-    head_dim: int = 64,
-    n_iters: int = 3,
-    slices: int = 16,
-    sliced_max_len: int = 1024,
-    dense_max_len: int = 4096,
-    min_run_time: float = 0.5,
     threads: Sequence[int] = (1,),
     operating_points: Sequence[str | Path] = (),
     model_seq_lens: Sequence[int] = (1024,),
@@ -179,27 +183,25 @@ def speed_benchmark(
     long_batch: int = 1,
     long_heads: int = 1,
     device: str | None = None,
+    **sweep: Any,
 ) -> pd.DataFrame:
-    """Latency and peak memory of every method against n (:func:`asap.bench.speed.speed_sweep`), one sweep per
-    thread count; at ``long_seq_lens`` the streaming methods only (at a small batch); at inference, the
-    compiled models' shapes too (``operating_points``: the JSON of ``asap compile``). ``raw`` keeps every
-    timed repeat. ``device`` defaults to CUDA when there is one."""
+    """Latency and peak memory of every method against n (:func:`asap.bench.speed.speed_sweep`, which takes
+    ``sweep``: any of :data:`SWEEP_OPTIONS`), one sweep per thread count; at ``long_seq_lens`` the streaming
+    methods only (at a small batch); at inference, the compiled models' shapes too (``operating_points``: the
+    JSON of ``asap compile``). ``raw`` keeps every timed repeat. ``device`` defaults to CUDA when there is one."""
+    import inspect
+
     import torch
 
     from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep, streaming_methods
 
-    options = dict(
-        seq_lens=list(seq_lens),
-        batch=batch,
-        heads=heads,
-        head_dim=head_dim,
-        n_iters=n_iters,
-        slices=slices,
-        sliced_max_len=sliced_max_len,
-        dense_max_len=dense_max_len,
-        min_run_time=min_run_time,
-        device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-    )
+    unknown = sorted(set(sweep) - set(SWEEP_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown speed options {unknown}; valid: {list(SWEEP_OPTIONS)}")
+    parameters = inspect.signature(speed_sweep).parameters
+    options = {name: sweep.get(name, parameters[name].default) for name in SWEEP_OPTIONS}
+    options["seq_lens"] = list(options["seq_lens"])
+    options["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tables = [
         speed_sweep(
             training=training,
