@@ -241,6 +241,7 @@ def job_run(
         yield JobRun(None, identity)
         return
     import wandb
+
     from asap.provenance import provenance
 
     fields = {"profile": profile, "task": task, "variant": variant, "seed": seed, **(extra or {})}
