@@ -60,8 +60,8 @@ def _job(args: argparse.Namespace, job_type: str, **identity: Any):
     """The finished job's W&B run (asap.tracking.job_run), with the command line as its config."""
     from asap.tracking import job_run
 
-    config = {key: value for key, value in _kwargs(args).items()}
-    return job_run(job_type, config=json.loads(json.dumps(config, default=str)), enabled=not args.no_wandb, **identity)
+    config = json.loads(json.dumps(_kwargs(args), default=str))  # paths and tuples as W&B-friendly values
+    return job_run(job_type, config=config, enabled=not args.no_wandb, **identity)
 
 
 def _run_identity(run: dict[str, Any], profile: str | None) -> dict[str, Any]:
@@ -246,12 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     from asap.train.run import train_task
 
     raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="asap", description=__doc__, epilog=_registries_epilog(), formatter_class=raw)
+    epilog = _registries_epilog()  # reads every profile's configs: once, for the two pages that show it
+    parser = argparse.ArgumentParser(prog="asap", description=__doc__, epilog=epilog, formatter_class=raw)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    train = commands.add_parser(
-        "train", help="train one (task, variant, seed)", epilog=_registries_epilog(), formatter_class=raw
-    )
+    train = commands.add_parser("train", help="train one (task, variant, seed)", epilog=epilog, formatter_class=raw)
     train.add_argument("--task", required=True, choices=sorted(TASKS), metavar="TASK", help="a task (listed below)")
     train.add_argument("--variant", required=True, help="a variant of the task's config (listed below)")
     train.add_argument("--seed", type=int, default=SUPPRESS, help="seed" + default(train_task, "seed"))

@@ -16,13 +16,12 @@ CALIBRATION = ROOT / "results/default/compile/mnist/sinkhorn/seed0.csv"
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """Offline W&B writing under ``tmp_path``; ``finished(path)`` reads a run back once wandb has flushed it."""
-    wandb.teardown()  # wandb reads WANDB_DIR when it sets up: a setup left by an earlier test would keep its own
+    """Offline W&B writing under ``tmp_path`` (conftest tears wandb's setup down after every test, so this
+    environment is the one wandb sets up with); ``finished(path)`` reads a run back once wandb has flushed it."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    yield tmp_path
-    wandb.teardown()
+    return tmp_path
 
 
 def finished(run_dir: Path) -> tracking.OfflineRun:
