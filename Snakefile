@@ -89,7 +89,7 @@ FINETUNED_MODEL = RUNS + "/{task}/finetuned/{variant}/seed{seed}.pt"
 COMPILE_ARGS = (
     f"--slices {COMPILE['slices']} --map {COMPILE['map']} --directions {COMPILE['directions']} "
     f"--calib-batches {COMPILE['calib_batches']} --fit {COMPILE.get('fit', 'kl')} --side {COMPILE.get('side', 'two')}"
-    f" {GROUP}"
+    f" --features {COMPILE.get('features', 'sliced')} {GROUP}"
 )
 CALIBRATION_ARGS = f"--map {COMPILE['map']} --calib-batches {COMPILE['calib_batches']} {GROUP}"
 DOWNSTREAM_ARGS = f"--map {COMPILE['map']} {GROUP}"  # the curves vary the number of calibration batches themselves
@@ -282,6 +282,7 @@ REPORT_TABLES = {
     "frozen_layer": ("Frontier", "every replacement of each frozen teacher"),
     "accuracy": ("Accuracy", "test accuracy by task and attention"),
     "compile_options": ("Accuracy", "accuracy recovery per compile option"),
+    "compile_options_layers": ("Calibration", "plan error per layer of each compile option"),
     "calibration": ("Calibration", "calibration scores per layer"),
     "speed": ("Speed and cost", "one layer's latency ratios and memory"),
     "training_cost": ("Speed and cost", "training cost per variant"),

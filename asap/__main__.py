@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     from asap.compiler.run import compile_checkpoint
     from asap.data import TASKS
     from asap.data.prepare import prepare_task_data
+    from asap.ops import DUAL_FEATURES
     from asap.train.config import DEFAULT_PROFILE
     from asap.train.finetune import finetune
     from asap.train.run import train_task
@@ -308,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(FITS),
         default=SUPPRESS,
         help="the map's objective: the plans' KL (from ridge) or ridge" + default(compile_checkpoint, "fit"),
+    )
+    compile_.add_argument(
+        "--features",
+        choices=DUAL_FEATURES,
+        default=SUPPRESS,
+        help="the map's inputs: the paper's sliced potentials, or with the rows' log-sum-exps (one more fused pass)"
+        + default(compile_checkpoint, "features"),
     )
     compile_.add_argument(
         "--side",

@@ -224,6 +224,55 @@ def test_sliced_dual_features_equal_the_plain_reference(dtype, masked, per_head,
         assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
 
 
+def reference_row_lse_features(q, k, tokens=None, temperatures=(1.0, 2.0)):
+    """row_lse_features written out on the dense scores: -t logsumexp(S / t) over valid keys, centred."""
+    scores = (q.double() @ k.double().mT) / q.shape[-1] ** 0.5
+    keys = torch.ones_like(scores[..., :1, :], dtype=torch.bool) if tokens is None else tokens.unsqueeze(-2)
+    weights = torch.ones_like(scores[..., 0]) if tokens is None else tokens.expand(scores.shape[:-1]).double()
+    columns = []
+    for t in temperatures:
+        lse = -t * torch.logsumexp((scores / t).masked_fill(~keys, -torch.inf), dim=-1)
+        mean = (lse * weights).sum(-1, keepdim=True) / weights.sum(-1, keepdim=True)
+        columns.append((lse - mean) * weights)
+    return torch.stack(columns, dim=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+def test_row_lse_features_equal_the_dense_reference(dtype, masked, grad):
+    batch, heads, n, head_dim = 3, 2, 33, 8
+    q, k = (3 * torch.randn(batch, heads, n, head_dim, dtype=dtype) for _ in range(2))  # sharp rows
+    q.requires_grad_(grad)
+    tokens = random_padding(batch, n)[:, None, :] if masked else None
+    features = ops.row_lse_features(q, k, tokens)  # grad: the dense path, else the fused kernel
+    assert features.shape == (batch, heads, n, 2) and features.dtype == dtype
+    expected = reference_row_lse_features(q.detach(), k, tokens).to(dtype)
+    torch.testing.assert_close(features, expected, rtol=0, atol=2e-5 if dtype == torch.float32 else 1e-10)
+    if grad:
+        features.square().sum().backward()
+        assert torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0
+    if masked:  # padded queries get 0, and padded keys take no part (changing them changes nothing)
+        assert (features.masked_select(~tokens.unsqueeze(-1).expand_as(features)) == 0).all()
+        moved = torch.where(tokens.unsqueeze(-1), k, k + 100.0)
+        torch.testing.assert_close(ops.row_lse_features(q.detach(), moved, tokens), features.detach())
+
+
+def test_dual_features_are_the_sliced_then_the_row_lse_features():
+    q, k = torch.randn(2, 3, 10, 8), torch.randn(2, 3, 10, 8)
+    directions = ops.slice_directions(8, 4)
+    tokens = random_padding(2, 10)[:, None, :]
+    sliced = ops.dual_features(q, k, directions, tokens)
+    assert torch.equal(sliced, ops.sliced_dual_features(q, k, directions, tokens))
+    both = ops.dual_features(q, k, directions, tokens, "sliced+lse")
+    assert both.shape[-1] == ops.num_dual_features(4, "sliced+lse") == 2 * 4 + 2
+    assert torch.equal(both[..., :8], sliced) and torch.equal(both[..., 8:], ops.row_lse_features(q, k, tokens))
+    with pytest.raises(ValueError, match="unknown dual features 'lse'"):
+        ops.dual_features(q, k, directions, tokens, "lse")
+    with pytest.raises(ValueError, match="unknown dual features"):
+        Attention(DIM, num_heads=HEADS, normaliser="asap", normaliser_options={"features": "lse"})
+
+
 @pytest.mark.parametrize("shape", [(3, 1, 1, N), (3, HEADS, 1, N), (1, N)])
 def test_token_mask_of_a_key_padding_mask_equals_the_general_path(shape):
     mask = torch.rand(shape) < 0.6

@@ -42,13 +42,21 @@ def test_frontier_columns_and_sanity(teacher, mnist):
     print(table.T.to_string())
     by = table.set_index("variant")
     # teacher, k = 0 .. T-1, the ridge sweep (2 L x 2 direction kinds x 2 sides, two of them at the operating
-    # point), every compile option at the operating point (2 fits x 3 sides) and the ablation
-    assert len(table) == 1 + N_ITERS + (8 - 2) + 6 + 1
+    # point), every compile option at the operating point (2 fits x 3 sides, and 2 fits with the sliced+lse
+    # features at the operating point's side) and the ablation
+    assert len(table) == 1 + N_ITERS + (8 - 2) + 6 + 2 + 1
     assert by.loc["asap"].operating_point and table.operating_point.sum() == 1
     at_point = table[(table.family == "asap") & (table.slices == 8) & (table.directions == "random")]
-    assert sorted(zip(at_point.fit, at_point.two_sided.astype(str), strict=True)) == sorted(
-        (fit, side) for fit in ("kl", "ridge") for side in ("True", "False", "auto")
+    options = zip(at_point.features, at_point.fit, at_point.two_sided.astype(str), strict=True)
+    expected = [("sliced", fit, side) for fit in ("kl", "ridge") for side in ("True", "False", "auto")]
+    assert sorted(options) == sorted(expected + [("sliced+lse", fit, "True") for fit in ("kl", "ridge")])
+    layers = ["heldout_plan_error_layer0", "heldout_plan_error_layer1"]
+    assert (
+        at_point[layers].notna().all().all()
+        and table[table.family.isin(["teacher", "truncated"])][layers].isna().all().all()
     )
+    lse = by.loc["asap_L8_random_two_sided_kl_lse"]
+    assert lse.features == "sliced+lse" and lse.heldout_plan_error_layer0 > 0
     assert list(table[table.family == "truncated"].iterations) == list(range(N_ITERS))
     for column in [
         "accuracy",
@@ -177,7 +185,7 @@ def test_speed_sweep_ratios_limits_and_repeats():
         assert row.latency_ms == statistics.median(row.latency_runs_ms) > 0
     assert (table.peak_mem_mb >= 0).all(), "every case ran in its own process"
     assert streaming_methods(training=True) == ("softmax", "sinkhorn_flash")
-    assert streaming_methods(training=False) == ("softmax", "sinkhorn_flash", "asap_fused")
+    assert streaming_methods(training=False) == ("softmax", "sinkhorn_flash", "asap_fused", "asap_lse_fused")
 
 
 def test_speed_sweep_compiled_rows():

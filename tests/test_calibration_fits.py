@@ -29,14 +29,14 @@ def test_row_divergence_is_the_kl_of_normalised_rows_and_ignores_masked_pairs():
     torch.testing.assert_close(row_divergence(masked_p, masked_q), expected, rtol=1e-5, atol=1e-6)
 
 
-def _sharp_head_batches(count: int, seed: int):
+def _sharp_head_batches(count: int, seed: int, feature_set: str = "sliced"):
     """Sharp attention (scores of order 10) of one head, its features and the teacher's dual and plans."""
     generator = torch.Generator().manual_seed(seed)
     directions = ops.slice_directions(8, 8, seed=1)[None]  # (H=1, d, L)
     batches = []
     for _ in range(count):
         q, k = (3 * torch.randn(16, 1, 24, 8, generator=generator) for _ in range(2))
-        features = ops.sliced_dual_features(q, k, directions)
+        features = ops.dual_features(q, k, directions, None, feature_set)
         dual = ops.teacher_query_dual(ops.attention_scores(q, k), 3)
         batches.append((features, dual, teacher_plan(q, k, None, 3)))
     return batches
@@ -59,6 +59,22 @@ def test_kl_fit_lowers_the_held_out_kl_of_a_sharp_head():
     assert ridge_kl.item() > 0.05, "the head is sharp: ridge leaves a sizeable divergence"
     assert kl.item() < 0.9 * ridge_kl.item()
     assert not torch.equal(fitted.weight, ridge.weight) and torch.equal(ridge.weight, ridge.weight.clone())
+
+
+def _ridge_plan_error(features: str) -> float:
+    fitting, holdout = _sharp_head_batches(6, 0, features), _sharp_head_batches(2, 1, features)
+    pooled = torch.cat([f.flatten(0, 2)[None] for f, _, _ in fitting], dim=1)  # (H, T, F)
+    targets = torch.cat([d.flatten()[None] for _, d, _ in fitting], dim=1)
+    ridge = LinearDualMap(1, pooled.shape[-1])
+    fit_dual_map(ridge, pooled, targets)
+    return plan_scores(ridge, [f for f, _, _ in holdout], [p for _, _, p in holdout], True)[0].item()
+
+
+def test_row_lse_features_lower_the_held_out_plan_error_of_a_sharp_head():
+    sliced, with_lse = _ridge_plan_error("sliced"), _ridge_plan_error("sliced+lse")
+    print(f"held-out plan error of the ridge map: sliced {sliced:.3f}, sliced+lse {with_lse:.3f}")
+    assert sliced > 0.2, "the head is sharp: the sliced features leave a sizeable plan error"
+    assert with_lse < 0.75 * sliced
 
 
 def test_auto_keeps_per_head_the_side_with_the_lower_held_out_error(teacher, mnist):

@@ -75,8 +75,12 @@ def test_the_map_matters(teacher, mnist):
 
 
 def test_save_load_round_trip_and_mismatch_errors(teacher, mnist, tmp_path):
-    student = asap.compile(teacher, mnist.train_dataloader(), slices=8, map="mlp", num_batches=2, holdout_batches=1)
-    args = {**TEACHER, "attention": "asap", "attention_options": {"num_slices": 8, "dual_map": "mlp"}}
+    options = {"num_slices": 8, "dual_map": "mlp", "features": "sliced+lse"}
+    student = asap.compile(
+        teacher, mnist.train_dataloader(), slices=8, map="mlp", features="sliced+lse", num_batches=2, holdout_batches=1
+    )
+    assert set(calibration_report(student).features) == {"sliced+lse"}
+    args = {**TEACHER, "attention": "asap", "attention_options": options}
     path = save_compiled(student, tmp_path / "compiled.pt", args, {"teacher": "test"})
     loaded = load_compiled(path)
     images = next(iter(mnist.val_dataloader()))[0]
@@ -84,7 +88,9 @@ def test_save_load_round_trip_and_mismatch_errors(teacher, mnist, tmp_path):
         assert torch.equal(loaded(images), student(images))
     assert calibration_report(loaded).equals(calibration_report(student))
     with pytest.raises(ValueError, match="does not match"):
-        load_compiled(path, create_model(**{**args, "attention_options": {"num_slices": 4, "dual_map": "mlp"}}))
+        load_compiled(path, create_model(**{**args, "attention_options": {**options, "num_slices": 4}}))
+    with pytest.raises(ValueError, match="does not match"):  # the sliced features alone: a narrower map
+        load_compiled(path, create_model(**{**args, "attention_options": {**options, "features": "sliced"}}))
     with pytest.raises(ValueError, match="does not match"):
         load_compiled(path, create_model(**TEACHER))
     torch.save({"state_dict": {}}, tmp_path / "other.pt")

@@ -55,8 +55,10 @@ def test_attention_with_lse_matches_dense_and_is_differentiable():
     assert torch.isfinite(q.grad).all()
 
 
-def test_asap_layer_fused_and_dense_agree():
-    layer = Attention(32, num_heads=4, normaliser="asap", normaliser_options={"num_slices": 8})
+@pytest.mark.parametrize("features", ["sliced", "sliced+lse"])
+def test_asap_layer_fused_and_dense_agree(features):
+    options = {"num_slices": 8, "features": features}
+    layer = Attention(32, num_heads=4, normaliser="asap", normaliser_options=options)
     torch.nn.init.normal_(layer.normaliser.dual_map.weight, std=0.3)
     layer.normaliser.calibrated.fill_(True)
     layer.eval()

@@ -132,7 +132,8 @@ def test_mini_workflow_produces_every_output(mini_run):
     downstream = pd.read_csv(results / "bench/downstream/listops/sinkhorn/seed0.csv")
     assert {"calibration", "length"} <= set(downstream.experiment)
     assert len(pd.read_csv(results / "compile/listops/sinkhorn/seed0.csv")) == 2  # one layer, two heads
-    for name in ("accuracy", "training_cost", "frozen_layer", "headline", "speed", "compile_options", "calibration"):
+    tables = ("accuracy", "training_cost", "frozen_layer", "headline", "speed", "compile_options", "calibration")
+    for name in (*tables, "compile_options_layers"):
         assert (figures / f"{name}.md").read_text().count("|") > 10
         assert "\\begin{table}" in (figures / f"{name}.tex").read_text()
     for name in ("frontier", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve", "speed"):
@@ -152,11 +153,11 @@ def test_report_from_a_results_directory(mini_run, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(mini_run / "results/mini", results)
     written = build_report(results, tmp_path / "figures")
-    assert len(written) == 37 and all(path.exists() for path in written)  # 6 figures x 2, 8 tables x 3, provenance
+    assert len(written) == 40 and all(path.exists() for path in written)  # 6 figures x 2, 9 tables x 3, provenance
     cost = (tmp_path / "figures/workflow_cost.md").read_text()
     assert all(rule in cost for rule in ("train", "compile", "frontier", "downstream", "finetune", "speed", "all"))
     shutil.rmtree(results / "jobs")  # job records are optional: results from elsewhere may lack them
-    assert len(build_report(results, tmp_path / "figures")) == 34
+    assert len(build_report(results, tmp_path / "figures")) == 37
     provenance = json.loads((tmp_path / "figures/provenance.json").read_text())
     assert "train/listops/sinkhorn/seed0.json" in provenance["sources"]
     shutil.rmtree(results / "bench/frontier")
@@ -230,7 +231,7 @@ def test_html_report_carries_every_figure_and_table_with_its_caption(mini_run, t
     figures = mini_run / "paper_figures/mini"
     captions = {".png": "figures", ".html": "tables"}
     written = sorted(p for p in figures.iterdir() if p.suffix in captions or p.name == "provenance.json")
-    assert len(written) == 6 + 8 + 1
+    assert len(written) == 6 + 9 + 1
     assert set(results) == {str(path.relative_to(mini_run)) for path in written}
     for path in written:
         entry = results[str(path.relative_to(mini_run))]

@@ -9,12 +9,14 @@ split in one process:
 - ``asap``: ASAP (ridge maps) two-sided and one-sided at every candidate ``L``
   (:func:`asap.compiler.slice_candidates`) with random and with principal (PCA) directions, all calibrated on
   the same calibration batches; at the operating point's ``L`` and directions every compile option (ridge and
-  KL fits, each two-sided, one-sided and per-head ``auto``); ASAP with its map removed (``f = 0``) at the
+  KL fits, each two-sided, one-sided and per-head ``auto``; and with the other feature set, ``sliced+lse`` for the
+  paper's ``sliced``, :mod:`asap.ops.dual_features`); ASAP with its map removed (``f = 0``) at the
   operating point; and, for a teacher trained with online maps, the model compiled from them (``asap_online``).
 
 Per point: accuracy, agreement with the teacher's predictions, mean KL(teacher || point), a paired-bootstrap
 95% interval of the accuracy difference to the teacher (:mod:`asap.bench.agreement`), relative plan error and
-worst column-marginal error on the teacher's own layer inputs (:mod:`asap.bench.fidelity`), per-layer latency
+worst column-marginal error on the teacher's own layer inputs (:mod:`asap.bench.fidelity`), each ASAP layer's
+held-out calibration plan error (``heldout_plan_error_layer<i>``, stored by calibration), per-layer latency
 (one attention normaliser, the model's heads and head dim, at the model's ``n`` and at fixed ``n``), and
 end-to-end throughput. Latencies are measured side by side in this process with the stated thread count.
 The operating point comes from the compile step (chosen on held-out *calibration* batches), never from here.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -48,6 +50,7 @@ from asap.compiler.operating_points import (
 )
 from asap.nn import attention_layers, with_normaliser
 from asap.nn.normalisers import ASAP, SIDES, Sinkhorn
+from asap.ops import DUAL_FEATURES
 
 ONE_SIDED = ("all", "operating_point")
 
@@ -70,6 +73,7 @@ class FrontierPoint:
     directions: str | None = None
     two_sided: bool | str | None = None
     fit: str | None = None
+    features: str | None = None
     operating_point: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -102,7 +106,8 @@ def frontier_points(
       and direction kind, two-sided, and one-sided for every kind (``one_sided="all"``) or the operating
       point's (``"operating_point"``);
     - at the operating point's ``L`` and directions, every compile option: ``fit`` ridge and KL, each with
-      ``two_sided`` True, False and ``"auto"``; the operating point itself is named ``asap``;
+      ``two_sided`` True, False and ``"auto"``; the operating point itself is named ``asap``; and the other
+      feature sets (:data:`asap.ops.DUAL_FEATURES`) at the operating point's side, with either fit;
     - the operating point with its map removed (``asap_no_map``), and ``online`` (a model compiled from maps
       learned while the teacher trained, :func:`asap.compiler.compile_online`) as ``asap_online``.
     """
@@ -129,13 +134,18 @@ def frontier_points(
             directions=point.directions,
             two_sided=point.two_sided,
             fit=point.fit,
+            features=point.features,
             operating_point=chosen,
         )
 
-    at_point = dict(slices=operating_point.slices, directions=operating_point.directions)
+    at_point = dict(
+        slices=operating_point.slices, directions=operating_point.directions, features=operating_point.features
+    )
     options = [OperatingPoint(**at_point, two_sided=side, fit=fit) for fit in FITS for side in SIDES]
     if operating_point not in options:
         options.append(operating_point)
+    other_features = [features for features in DUAL_FEATURES if features != operating_point.features]
+    options += [replace(operating_point, fit=fit, features=features) for features in other_features for fit in FITS]
     compiled = {point: compiled_at(teacher, calibrations, point) for point in options}
     for count in slices:
         for kind in directions:
@@ -162,7 +172,11 @@ def frontier_points(
     )
     if online is not None:
         slices_online = {layer.normaliser.directions.shape[-1] for layer in attention_layers(online).values()}
-        points.append(FrontierPoint("asap_online", "asap_online", online, slices=min(slices_online), fit="online"))
+        points.append(
+            FrontierPoint(
+                "asap_online", "asap_online", online, slices=min(slices_online), fit="online", features="sliced"
+            )
+        )
     return points
 
 
@@ -173,6 +187,13 @@ def head_sides(model: nn.Module) -> str | None:
     if not layers:
         return None
     return "/".join("".join("2" if side else "1" for side in normaliser.head_sides()) for normaliser in layers)
+
+
+def heldout_plan_errors(model: nn.Module) -> dict[str, float]:
+    """Per ASAP layer of ``model`` (in order), the held-out relative plan error its calibration stored, mean over
+    heads, as ``heldout_plan_error_layer<i>``; nothing for a model without ASAP layers."""
+    layers = [layer.normaliser for layer in attention_layers(model).values() if isinstance(layer.normaliser, ASAP)]
+    return {f"heldout_plan_error_layer{i}": float(asap.plan_error.mean()) for i, asap in enumerate(layers)}
 
 
 def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:
@@ -244,6 +265,7 @@ def accuracy_cost_frontier(
             "directions": point.directions,
             "two_sided": point.two_sided,
             "fit": point.fit,
+            "features": point.features,
             "head_sides": head_sides(point.model),
             "operating_point": point.operating_point,
             "teacher_iterations": points[0].iterations,
@@ -252,6 +274,7 @@ def accuracy_cost_frontier(
         }
         row.update(compare_predictions(logits, teacher_logits, labels, bootstrap_resamples))
         row.update(plan_fidelity(point.model, teacher, layer_inputs))
+        row.update(heldout_plan_errors(point.model))
         for key in lengths:
             row[f"latency_ms_n{key}"] = medians[point.name, key]
         row["throughput_samples_per_s"] = len(test_batch) / medians[point.name, "batch"] * 1e3

@@ -12,7 +12,8 @@ Methods (inference): fused softmax (SDPA); the Sinkhorn teacher with ``T`` itera
 were trained), ``sinkhorn_flash`` the flash one (``2T + 1`` fused passes, ``O(n d)`` memory), ``sinkhorn_unrolled``
 plain autograd through the iterations; 1-iteration Sinkhorn (lean, 3 passes: the cheapest truncation that is
 still doubly stochastic in part); sliced transport (ESPFormer); ASAP with its dense reference path and with the
-fused two-pass path. Training: forward + backward of the same layer, and ``sinkhorn_online``: the lean teacher
+fused two-pass path, and ``asap_lse_fused``: ASAP with the row log-sum-exp features (``features="sliced+lse"``,
+one more fused pass). Training: forward + backward of the same layer, and ``sinkhorn_online``: the lean teacher
 with the update of an online dual map (:mod:`asap.nn.online_map`, ``L`` slices), the cost of learning ASAP's
 map while the teacher trains. Every row carries its speed-up over each
 teacher implementation and its time relative to softmax. At the ``compiled_seq_lens``, softmax, the lean and
@@ -53,9 +54,10 @@ INFERENCE = (
     "sliced",
     "asap_dense",
     "asap_fused",
+    "asap_lse_fused",
 )
-MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", "asap_fused")  # models' shapes
-STREAMING = ("softmax", "sinkhorn_flash", "asap_fused")  # never hold an n x n tensor
+MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", "asap_fused", "asap_lse_fused")
+STREAMING = ("softmax", "sinkhorn_flash", "asap_fused", "asap_lse_fused")  # never hold an n x n tensor
 COMPILED_SUFFIX = "_compiled"  # the method under torch.compile (inductor, static shapes), inference only
 COMPILED = tuple(name + COMPILED_SUFFIX for name in ("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused"))
 TRAINING = ("softmax", "sinkhorn", "sinkhorn_online", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
@@ -80,10 +82,13 @@ TEACHER_IMPLS = {
 def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) -> Callable:
     """``fn(q, k, v) -> out`` for one method; ASAP's map is a fixed random linear map (its cost, not its fit)."""
     directions = ops.slice_directions(head_dim, slices, seed=0)
-    map_weights = 0.1 * torch.randn(2 * slices, generator=torch.Generator().manual_seed(0))
+    map_weights = {
+        features: 0.1 * torch.randn(ops.num_dual_features(slices, features), generator=torch.Generator().manual_seed(0))
+        for features in ops.DUAL_FEATURES
+    }
 
-    def asap_dual(q, k):
-        return ops.sliced_dual_features(q, k, directions) @ map_weights.to(q)
+    def asap_dual(q, k, features="sliced"):
+        return ops.dual_features(q, k, directions, None, features) @ map_weights[features].to(q)
 
     online_maps: dict[int, OnlineDualMap] = {}
 
@@ -103,6 +108,7 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
         "sliced": lambda q, k, v: ops.sliced_attention_matrix(q, k, directions) @ v,  # ESPFormer's published settings
         "asap_dense": lambda q, k, v: ops.c_transform_attention_matrix(q, k, asap_dual(q, k)) @ v,
         "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
+        "asap_lse_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k, "sliced+lse")),
     }
     if name.endswith(COMPILED_SUFFIX):
         if training:

@@ -1,5 +1,5 @@
-r"""Calibration data: each query's sliced features (1-D potentials and mean-field terms) and the teacher's
-query dual (the target).
+r"""Calibration data: each query's features (:mod:`asap.ops.dual_features`) and the teacher's query dual (the
+target).
 
 The target is the query-side dual ``f`` that the teacher's *last column step* used
 (:func:`asap.ops.teacher_query_dual`): its c-transform is exactly the teacher's ``g`` and hence the teacher's
@@ -25,21 +25,19 @@ def batch_valid_tokens(inputs: AttentionInputs) -> Tensor:
     return tokens.any(dim=1) if tokens.ndim == 3 else tokens  # (B, H, N) per head -> (B, N)
 
 
-def batch_features(batches: list[AttentionInputs], directions: Tensor) -> list[Tensor]:
-    """Per batch, the sliced dual features ``(B, H, N, 2L)`` of every query (0 on padded ones)."""
-    return [ops.sliced_dual_features(b.q, b.k, directions, token_mask(b.mask)) for b in batches]
+def batch_features(batches: list[AttentionInputs], directions: Tensor, features: str = "sliced") -> list[Tensor]:
+    """Per batch, the dual features ``(B, H, N, F)`` of every query (0 on padded ones;
+    :func:`asap.ops.dual_features`)."""
+    return [ops.dual_features(b.q, b.k, directions, token_mask(b.mask), features) for b in batches]
 
 
-def calibration_pairs(
-    batches: list[AttentionInputs], directions: Tensor, n_iters: int, features: list[Tensor] | None = None
-) -> tuple[Tensor, Tensor]:
-    """Features ``(H, T, 2L)`` and targets ``(H, T)`` over the ``T`` real queries of ``batches`` (``features``:
-    their :func:`batch_features`, if already computed)."""
-    features = features if features is not None else batch_features(batches, directions)
+def calibration_pairs(batches: list[AttentionInputs], features: list[Tensor], n_iters: int) -> tuple[Tensor, Tensor]:
+    """Features ``(H, T, F)`` and targets ``(H, T)`` over the ``T`` real queries of ``batches``, whose
+    :func:`batch_features` are ``features``."""
     pooled_features, targets = [], []
     for inputs, phi in zip(batches, features, strict=True):
         valid = batch_valid_tokens(inputs)
-        pooled_features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, 2L)
+        pooled_features.append(phi.permute(0, 2, 1, 3)[valid])  # (T_b, H, F)
         dual = ops.teacher_query_dual(ops.attention_scores(inputs.q, inputs.k), n_iters, pair_mask(inputs.mask))
         targets.append(dual.permute(0, 2, 1)[valid])  # (T_b, H)
     return torch.cat(pooled_features).transpose(0, 1), torch.cat(targets).T

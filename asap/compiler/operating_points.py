@@ -29,6 +29,7 @@ from asap.compiler.fit import (
 )
 from asap.nn import ASAP, DUAL_MAPS, Attention, attention_layers
 from asap.nn.normalisers import CALIBRATION_SCORES, SIDES
+from asap.ops import check_dual_features
 from asap.ops.masking import pair_mask
 
 DIRECTIONS = ("random", "pca")
@@ -46,17 +47,20 @@ OPERATING_POINT_RULE = (
 class OperatingPoint:
     """Where and how ASAP runs: ``slices`` per head, ``directions`` kind, the side that is rebuilt exactly
     (``two_sided``: ``True`` rows, ``False`` columns, ``"auto"`` chosen per head on held-out calibration
-    batches) and the map's objective (``fit``: ``"ridge"`` on the dual, ``"kl"`` on the plans)."""
+    batches), the map's objective (``fit``: ``"ridge"`` on the dual, ``"kl"`` on the plans) and its inputs
+    (``features``: :data:`asap.ops.DUAL_FEATURES`)."""
 
     slices: int
     directions: str
     two_sided: bool | str = True
     fit: str = "ridge"
+    features: str = "sliced"
 
     @property
     def name(self) -> str:
         side = {True: "two", False: "one"}.get(self.two_sided, self.two_sided)
-        return f"L{self.slices}_{self.directions}_{side}_sided_{self.fit}"
+        extra = "" if self.features == "sliced" else "_" + self.features.removeprefix("sliced+")
+        return f"L{self.slices}_{self.directions}_{side}_sided_{self.fit}{extra}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +74,7 @@ class OperatingPoint:
             raise ValueError(f"two_sided must be one of {SIDES}, got {self.two_sided!r}")
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
+        check_dual_features(self.features)
 
 
 def slice_candidates(head_dim: int, factors: Sequence[float] = SLICE_FACTORS) -> list[int]:
@@ -79,7 +84,8 @@ def slice_candidates(head_dim: int, factors: Sequence[float] = SLICE_FACTORS) ->
 
 @dataclass
 class _Slicing:
-    """What every operating point with the same ``(slices, directions)`` shares on one layer: the directions,
+    """What every operating point with the same ``(slices, directions, features)`` shares on one layer: the
+    directions,
     the features of the fitting and held-out batches, the ridge map and its held-out R^2, and the KL maps by side."""
 
     directions: Tensor
@@ -104,7 +110,7 @@ def side_per_head(scores: dict[bool, tuple[Tensor, Tensor]], two_sided: bool | s
 
 class _LayerCalibration:
     """One Sinkhorn layer's calibration batches and everything operating points on it can share (computed when
-    first needed): the teacher's plans, and per ``(slices, directions)`` a :class:`_Slicing`."""
+    first needed): the teacher's plans, and per ``(slices, directions, features)`` a :class:`_Slicing`."""
 
     def __init__(
         self, layer: Attention, fitting: list[AttentionInputs], holdout: list[AttentionInputs], options: dict
@@ -114,7 +120,7 @@ class _LayerCalibration:
         self.map, self.ridge, self.seed = options["map"], options["ridge"], options["seed"]
         self.kl_options = options["kl_options"]
         self._plans: dict[str, list[TeacherPlan]] = {}
-        self._slicings: dict[tuple[int, str], _Slicing] = {}
+        self._slicings: dict[tuple[int, str, str], _Slicing] = {}
 
     def plans(self, split: str) -> list[TeacherPlan]:
         if split not in self._plans:
@@ -122,17 +128,18 @@ class _LayerCalibration:
             self._plans[split] = [teacher_plan(b.q, b.k, pair_mask(b.mask), self.n_iters) for b in batches]
         return self._plans[split]
 
-    def slicing(self, slices: int, kind: str) -> _Slicing:
-        if (slices, kind) not in self._slicings:
-            template = self.new_normaliser(OperatingPoint(slices, kind))
-            if kind == "pca":
-                template.directions.copy_(principal_directions(self.fitting, slices, self.seed))
-            features = batch_features(self.fitting, template.directions)
-            heldout_features = batch_features(self.holdout, template.directions)
-            pooled, targets = calibration_pairs(self.fitting, template.directions, self.n_iters, features)
+    def slicing(self, point: OperatingPoint) -> _Slicing:
+        key = point.slices, point.directions, point.features
+        if key not in self._slicings:
+            template = self.new_normaliser(point)
+            if point.directions == "pca":
+                template.directions.copy_(principal_directions(self.fitting, point.slices, self.seed))
+            features = batch_features(self.fitting, template.directions, point.features)
+            heldout_features = batch_features(self.holdout, template.directions, point.features)
+            pooled, targets = calibration_pairs(self.fitting, features, self.n_iters)
             fit_dual_map(template.dual_map, pooled, targets, self.ridge, seed=self.seed)
-            held = calibration_pairs(self.holdout, template.directions, self.n_iters, heldout_features)
-            self._slicings[slices, kind] = _Slicing(
+            held = calibration_pairs(self.holdout, heldout_features, self.n_iters)
+            self._slicings[key] = _Slicing(
                 template.directions,
                 features,
                 heldout_features,
@@ -140,7 +147,7 @@ class _LayerCalibration:
                 r_squared(predict(template.dual_map, held[0]), held[1]),
                 held,
             )
-        return self._slicings[slices, kind]
+        return self._slicings[key]
 
     def kl_map(self, slicing: _Slicing, side: bool) -> nn.Module:
         if side not in slicing.kl_maps:
@@ -157,13 +164,13 @@ class _LayerCalibration:
 
     def new_normaliser(self, point: OperatingPoint) -> ASAP:
         layer = self.layer
-        return ASAP(layer.num_heads, layer.head_dim, point.slices, point.two_sided, self.map, self.seed).to(
-            layer.qkv.weight.device
-        )
+        return ASAP(
+            layer.num_heads, layer.head_dim, point.slices, point.two_sided, self.map, self.seed, features=point.features
+        ).to(layer.qkv.weight.device)
 
     def normaliser(self, point: OperatingPoint) -> ASAP:
         """A calibrated ASAP normaliser at ``point``, with its held-out scores (:data:`CALIBRATION_SCORES`)."""
-        slicing = self.slicing(point.slices, point.directions)
+        slicing = self.slicing(point)
         heldout = slicing.heldout_features, self.plans("holdout")
         ridge = {side: plan_scores(slicing.ridge_map, *heldout, side) for side in (True, False)}
         maps = {True: slicing.ridge_map, False: slicing.ridge_map}
@@ -290,6 +297,7 @@ def select_operating_point(
     directions: Sequence[str] = DIRECTIONS,
     two_sided: bool | str = True,
     fit: str = "kl",
+    features: str = "sliced",
     **calibration: Any,
 ) -> tuple[nn.Module, OperatingPoint, pd.DataFrame]:
     """Calibrate every candidate (``slices``, default :func:`slice_candidates` of the head dim, times
@@ -299,7 +307,7 @@ def select_operating_point(
     candidates, and the refitted point when ``fit`` is not ridge). ``calibration``: see
     :func:`layer_calibrations`."""
     slices = slices or slice_candidates(teacher_head_dim(model))
-    candidates = [OperatingPoint(count, kind, two_sided, "ridge") for count in slices for kind in directions]
+    candidates = [OperatingPoint(count, kind, two_sided, "ridge", features) for count in slices for kind in directions]
     for point in candidates:
         point.validate()
     calibrations = layer_calibrations(model, calib_loader, **calibration)
@@ -319,6 +327,7 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
     two_sided: bool | str = True,
     directions: str = "random",
     fit: str = "kl",
+    features: str = "sliced",
     num_batches: int = 8,
     holdout_batches: int = 2,
     ridge: float = 1e-4,
@@ -343,6 +352,9 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
         directions: ``"random"`` (seeded orthonormal), ``"pca"`` (principal directions of the calibration
             queries and keys, per head) or ``"auto"`` (both, chosen as for ``slices``).
         fit: ``"kl"`` (default: ridge, then the plans' KL) or ``"ridge"`` (the dual's least squares only).
+        features: the map's inputs: ``"sliced"`` (the paper's: 1-D potentials and mean-field terms, two fused
+            passes at inference) or ``"sliced+lse"`` (plus the rows' log-sum-exps: three passes, for sharp
+            attention); see :mod:`asap.ops.dual_features`.
     """
     if directions not in (*DIRECTIONS, "auto"):
         raise ValueError(f"directions must be one of {(*DIRECTIONS, 'auto')}, got {directions!r}")
@@ -351,10 +363,10 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
     kinds = DIRECTIONS if directions == "auto" else (directions,)
     if slices == "auto" or directions == "auto":
         counts = None if slices == "auto" else [slices or teacher_head_dim(model)]
-        return select_operating_point(model, calib_loader, counts, kinds, two_sided, fit, **calibration)[0]
+        return select_operating_point(model, calib_loader, counts, kinds, two_sided, fit, features, **calibration)[0]
     if isinstance(slices, str):
         raise ValueError(f"slices must be a positive integer, None or 'auto', got {slices!r}")
-    point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided, fit)
+    point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided, fit, features)
     return compile_candidates(model, calib_loader, [point], **calibration)[point]
 
 
@@ -400,6 +412,7 @@ def calibration_report(model: nn.Module) -> pd.DataFrame:
                         **{score: float(getattr(normaliser, score)[head]) for score in CALIBRATION_SCORES},
                         "slices": normaliser.directions.shape[-1],
                         "map": normaliser.dual_map_kind,
+                        "features": normaliser.features,
                         "side_rule": str(normaliser.two_sided),
                         "two_sided": sides[head],
                     }

@@ -43,6 +43,7 @@ def compile_checkpoint(
     directions: str = "random",
     two_sided: bool | str = True,
     fit: str = "kl",
+    features: str = "sliced",
     map: str = "linear",  # noqa: A002 - the dual map's name, as everywhere in asap.compiler
     num_batches: int = 8,
     seed: int = 0,
@@ -51,7 +52,8 @@ def compile_checkpoint(
     (:func:`asap.compiler.save_compiled`).
 
     ``slices``: slices per head (``None``: the head dim), or ``"auto"``: the operating-point rule over d/4 ... 4d
-    (:func:`asap.compiler.select_operating_point`); ``directions``: ``random``, ``pca`` or ``auto`` (both).
+    (:func:`asap.compiler.select_operating_point`); ``directions``: ``random``, ``pca`` or ``auto`` (both);
+    ``features``: the map's inputs (:data:`asap.ops.DUAL_FEATURES`).
     ``report`` receives the calibration report (CSV), ``operating_point`` the chosen point with every candidate
     and the teacher's shape (JSON, read by the benchmarks)."""
     from asap.bench.frontier import teacher_iterations
@@ -72,14 +74,21 @@ def compile_checkpoint(
         candidate_directions,
         two_sided,
         fit,
+        features,
         **calibration,
     )
     model_args = {
         **teacher.model_args,
         "attention": "asap",
-        "attention_options": {"num_slices": point.slices, "two_sided": point.two_sided, "dual_map": map},
+        "attention_options": {
+            "num_slices": point.slices,
+            "two_sided": point.two_sided,
+            "dual_map": map,
+            "features": point.features,
+        },
     }
-    selection = {"slices": slices, "directions": directions, "side": two_sided, "fit": fit, **calibration}
+    selection = {"slices": slices, "directions": directions, "side": two_sided, "fit": fit, "features": features}
+    selection.update(calibration)
     metadata = {"teacher_checkpoint": str(checkpoint), "run": teacher.run, "compile": selection}
     save_compiled(student, out, model_args, metadata)
     run = {key: teacher.run[key] for key in ("task", "variant", "seed")}

@@ -193,8 +193,10 @@ CALIBRATION_SCORES = (
 class ASAP(Normaliser):
     """ASAP: sliced features -> learned map -> query dual ``f`` -> entropic c-transform(s). No iteration.
 
-    Features (``asap.ops.sliced_dual_features``): per slice the exact 1-D Kantorovich potential of the query and
-    a mean-field term; the map is per head (linear by default, ``dual_map="mlp"`` for a residual MLP).
+    Features (:mod:`asap.ops.dual_features`): per slice the exact 1-D Kantorovich potential of the query and
+    a mean-field term (``features="sliced"``, the paper's), plus the row log-sum-exps of the scores at two
+    temperatures with ``features="sliced+lse"`` (one more fused pass; for sharp attention); the map is per head
+    (linear by default, ``dual_map="mlp"`` for a residual MLP).
 
     ``g = c-transform of f over queries``; two-sided: ``A_ij = softmax_j(S_ij + g_j)``; one-sided:
     ``A = n exp(S + f (+) g)``; ``two_sided="auto"``: a side per head, chosen by calibration and kept in the
@@ -213,8 +215,10 @@ class ASAP(Normaliser):
         dual_map: str = "linear",
         seed: int = 0,
         fused: bool = True,
+        features: str = "sliced",
     ) -> None:
         super().__init__()
+        ops.check_dual_features(features)
         if dual_map not in DUAL_MAPS:
             raise ValueError(f"unknown dual map {dual_map!r}; choose one of {sorted(DUAL_MAPS)}")
         if not (isinstance(two_sided, bool) or two_sided == "auto"):
@@ -223,9 +227,10 @@ class ASAP(Normaliser):
         self.two_sided = two_sided
         self.fused = fused
         self.dual_map_kind = dual_map
+        self.features = features
         directions = ops.slice_directions(head_dim, num_slices, seed).expand(num_heads, -1, -1).clone()
         self.register_buffer("directions", directions)
-        self.dual_map = DUAL_MAPS[dual_map](num_heads, 2 * num_slices)  # potentials + mean-field terms
+        self.dual_map = DUAL_MAPS[dual_map](num_heads, ops.num_dual_features(num_slices, features))
         self.register_buffer("calibrated", torch.tensor(False))
         self.register_buffer("head_two_sided", torch.ones(num_heads, dtype=torch.bool))  # used when "auto"
         for score in CALIBRATION_SCORES:  # the calibration report, saved with the model
@@ -248,7 +253,7 @@ class ASAP(Normaliser):
                 "ASAP attention is not calibrated: compile it from a trained Sinkhorn teacher with "
                 "asap.compile(...) or load a compiled checkpoint"
             )
-        return self.dual_map(ops.sliced_dual_features(q, k, self.directions, token_mask(mask)))
+        return self.dual_map(ops.dual_features(q, k, self.directions, token_mask(mask), self.features))
 
     def weights(self, q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
         return ops.c_transform_attention_matrix(q, k, self.dual(q, k, mask), pair_mask(mask), self.sides())
@@ -261,7 +266,10 @@ class ASAP(Normaliser):
 
     def extra_repr(self) -> str:
         slices = self.directions.shape[-1]
-        return f"slices={slices}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}, fused={self.fused}"
+        return (
+            f"slices={slices}, features={self.features}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}, "
+            f"fused={self.fused}"
+        )
 
 
 NORMALISERS: dict[str, type[Normaliser]] = {cls.name: cls for cls in (Softmax, Sinkhorn, SlicedTransport, ASAP)}

@@ -20,6 +20,14 @@ non-empty masks) run in eager mode and are skipped inside ``torch.compile`` (:fu
 so every normaliser compiles in eval mode without a graph break.
 """
 
+from asap.ops.dual_features import (
+    DUAL_FEATURES,
+    check_dual_features,
+    dual_features,
+    num_dual_features,
+    row_lse_features,
+    sliced_dual_features,
+)
 from asap.ops.entropic import (
     attention_from_potentials,
     column_c_transform,
@@ -42,7 +50,6 @@ from asap.ops.normalised_attention import (
     sinkhorn_attention_matrix,
     sinkhorn_impl,
     sliced_attention_matrix,
-    sliced_dual_features,
     softmax_attention,
     softmax_attention_matrix,
     weighted_values,
@@ -52,6 +59,11 @@ from asap.ops.sinkhorn_backward import lean_sinkhorn_attention_matrix
 from asap.ops.sliced_transport import sliced_transport_plan, soft_sort
 
 __all__ = [
+    "DUAL_FEATURES",
+    "check_dual_features",
+    "dual_features",
+    "num_dual_features",
+    "row_lse_features",
     "FLASH_SINKHORN_MIN_LEN",
     "SINKHORN_IMPLS",
     "sinkhorn_attention",

@@ -13,7 +13,6 @@ from torch import Tensor
 
 from asap.ops.entropic import attention_from_potentials, entropic_c_transform, sinkhorn
 from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
-from asap.ops.kantorovich import query_potentials_1d
 from asap.ops.sinkhorn_backward import lean_sinkhorn_attention_matrix
 from asap.ops.sliced_transport import sliced_transport_plan
 
@@ -111,44 +110,6 @@ def sliced_attention_matrix(
         cost_reduction=cost_reduction,
         hard_sort=hard_sort,
     )
-
-
-def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: Tensor | None = None) -> Tensor:
-    """ASAP's per-query features ``(..., n, 2L)``: per slice, the exact 1-D Kantorovich potential ``phi`` of the
-    projected queries vs keys, and the mean-field term ``x_i * mean_j(y_j)``.
-
-    The potentials describe the dual when attention is sharp (the unregularised limit); the mean-field term is
-    the first-order dual when it is flat (``f_i ~ const - q_i . mean(k) / sqrt(d)`` for small scores, recovered
-    exactly by summing over ``L = d`` orthonormal slices). The learned map interpolates between the two. Both
-    have zero mean over each problem's valid queries (the dual's gauge); padded queries get 0.
-
-    ``token_mask`` is ``(..., n)`` (e.g. ``(B, 1|H, n)``). This is ASAP's inference hot path: it projects
-    straight into a slices-first ``(..., L, n)`` layout so that each 1-D problem sorts along a contiguous dim
-    (:func:`asap.ops.kantorovich.query_potentials_1d`), and returns a transposed view of it. The result equals
-    ``kantorovich_1d(project(q), project(k), token_mask)[0]`` and the mean-field term up to float rounding.
-    q and k are not checked for finiteness here (``asap.nn.Attention`` checks its input).
-    """
-    if q.shape != k.shape or directions.shape[-2] != q.shape[-1]:
-        raise ValueError(
-            f"q and k must share a shape (..., n, d) matching directions (.., d, L), got {tuple(q.shape)}, "
-            f"{tuple(k.shape)} and {tuple(directions.shape)}"
-        )
-    scale = q.shape[-1] ** -0.25  # as in asap.ops.project, transposed: (..., L, n)
-    equation = "...hnd,hdl->...hln" if directions.ndim == 3 else "...nd,dl->...ln"
-    directions = directions.to(q) * scale  # the input's device and dtype
-    x, y = torch.einsum(equation, q, directions), torch.einsum(equation, k, directions)
-    mask = None if token_mask is None else token_mask.unsqueeze(-2)  # (..., 1, n): same tokens for every slice
-    phi = query_potentials_1d(x, y, mask)  # float32 at least, as x and y are below
-    x, y = x.to(phi.dtype), y.to(phi.dtype)
-    if mask is None:
-        mean_field = x * y.mean(dim=-1, keepdim=True)
-        mean_field = mean_field - mean_field.mean(dim=-1, keepdim=True)
-    else:
-        weights = mask.to(x.dtype)
-        count = weights.sum(dim=-1, keepdim=True)
-        mean_field = x * ((y * weights).sum(dim=-1, keepdim=True) / count)
-        mean_field = (mean_field - (mean_field * weights).sum(dim=-1, keepdim=True) / count) * weights
-    return torch.cat([phi, mean_field], dim=-2).mT.to(q.dtype)
 
 
 def c_transform_attention_matrix(

@@ -11,6 +11,7 @@ from asap.report.frontier import (
     compile_options_table,
     fixed_length,
     headline_table,
+    layer_options_table,
     operating_point_table,
 )
 
@@ -34,6 +35,12 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
             compile_options_table(frontier, finetuned),
             out / "compile_options",
             "Accuracy recovery (ASAP / teacher test accuracy) of each compile option at the operating point",
+        ),
+        *tables.write_table(
+            layer_options_table(frontier),
+            out / "compile_options_layers",
+            "Every compile option at the operating point: held-out calibration plan error per layer, test plan "
+            "error, accuracy recovery and speed-up over the teacher",
         ),
         *tables.write_table(
             calibration_table(reports),

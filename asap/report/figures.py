@@ -35,6 +35,11 @@ FAMILY_STYLE = {
 }
 
 
+def sliced_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ASAP rows with the paper's sliced features (all rows of tables written before the feature sets)."""
+    return rows[rows.features == "sliced"] if "features" in rows else rows
+
+
 def _frontier_panel(axis, rows: pd.DataFrame, latency: str) -> None:
     truncated = rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
     style = FAMILY_STYLE[("truncated", None)]
@@ -44,7 +49,7 @@ def _frontier_panel(axis, rows: pd.DataFrame, latency: str) -> None:
     for kind in ("random", "pca"):
         for two_sided, linestyle in ((True, "-"), (False, ":")):
             line = rows[(rows.family == "asap") & (rows.directions == kind) & rows.two_sided.eq(two_sided)]
-            line = line[line.fit == "ridge"]  # the sweep over L (the other fits run at the operating point only)
+            line = sliced_features(line[line.fit == "ridge"])  # the sweep over L (the rest: operating point only)
             style = dict(FAMILY_STYLE[("asap", kind)])
             if not two_sided:
                 style["label"] = style["label"] + ", one-sided"
@@ -70,6 +75,9 @@ def _frontier_panel(axis, rows: pd.DataFrame, latency: str) -> None:
     )
     no_map = rows[rows.family == "asap_no_map"]
     axis.scatter(no_map[latency], 100 * no_map.agreement, marker="x", color="C7", label="ASAP without map")
+    if "features" in rows:  # at the operating point's L and side, ridge and KL maps
+        lse = rows[(rows.family == "asap") & (rows.features == "sliced+lse")]
+        axis.scatter(lse[latency], 100 * lse.agreement, marker="D", color="C2", label="ASAP + row LSE features")
 
 
 def frontier(frontier_table: pd.DataFrame, stem: Path, latency_n: str) -> list[Path]:
@@ -102,8 +110,7 @@ def sweeps(frontier_table: pd.DataFrame, stem: Path) -> list[Path]:
         truncated = rows[rows.family.isin(["truncated", "teacher"])].sort_values("iterations")
         axes[0].plot(truncated.iterations, 100 * truncated.accuracy, marker="o", label=label)
         asap = rows[(rows.family == "asap") & (rows.directions == "random") & rows.two_sided.eq(True)]
-        asap = asap[asap.fit == "ridge"]
-        asap = asap.sort_values("slices")
+        asap = sliced_features(asap[asap.fit == "ridge"]).sort_values("slices")
         axes[1].plot(asap.slices, 100 * asap.accuracy, marker="s", label=label)
     axes[0].set(xlabel="Sinkhorn iterations at inference (0 = softmax)", ylabel="test accuracy (%)")
     axes[1].set(xlabel="ASAP slices per head L", ylabel="test accuracy (%)", xscale="log")

@@ -32,30 +32,84 @@ def side_label(two_sided: object, head_sides: object) -> str:
     return ""
 
 
+def features_label(features: str) -> str:
+    """``""`` for the paper's sliced features, ``"+lse"`` for ``"sliced+lse"``."""
+    return "" if features == "sliced" else "+" + features.removeprefix("sliced+")
+
+
+def _at_operating_point(rows: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """The operating point's row, and every ASAP row at its ``L`` and directions (every compile option)."""
+    point = rows[rows.operating_point.astype(bool)].iloc[0]
+    at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
+    return point, at_point
+
+
 def compile_options_table(frontier: pd.DataFrame, finetuned: pd.DataFrame) -> pd.DataFrame:
     """Per teacher, at the operating point's ``L`` and directions: the accuracy recovery (ASAP's test accuracy
-    over the teacher's) of every compile option (ridge or KL map; two-sided, one-sided or a side per head), of
-    the maps learned while the teacher trained (``online``) and of the fine-tuned operating point."""
+    over the teacher's) of every compile option (ridge or KL map; two-sided, one-sided or a side per head; with
+    the other feature set, ``+lse``, at the operating point's side), of the maps learned while the teacher
+    trained (``online``) and of the fine-tuned operating point."""
     records = []
     for task, teacher in teachers(frontier):
         rows = _rows(frontier, task, teacher)
-        point = rows[rows.operating_point.astype(bool)].iloc[0]
+        point, at_point = _at_operating_point(rows)
         teacher_acc = rows[rows.family == "teacher"].accuracy.iloc[0]
-        at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
         record = {"task": task, "teacher": teacher, "teacher acc %": 100 * teacher_acc}
-        record["point"] = f"L={int(point.slices)} {point.directions}, {point.fit} {side_label(point.two_sided, '')}"
+        side = side_label(point.two_sided, "")
+        record["point"] = (
+            f"L={int(point.slices)} {point.directions}, {point.fit} {side}{features_label(point.features)}"
+        )
+        same_features = at_point[at_point.features == point.features]
         for fit, side in COMPILE_OPTIONS:
-            option = at_point[(at_point.fit == fit) & at_point.two_sided.eq(side)]
+            option = same_features[(same_features.fit == fit) & same_features.two_sided.eq(side)]
             label = f"{fit} {side_label(side, '').strip()}"
             record[label] = option.accuracy.iloc[0] / teacher_acc if len(option) else float("nan")
             if side == "auto" and len(option):
                 record[f"{fit} auto sides"] = option.head_sides.iloc[0]
+        for features in at_point.features.unique():
+            if features == point.features:
+                continue
+            for fit in ("ridge", "kl"):
+                option = at_point[(at_point.features == features) & (at_point.fit == fit)]
+                label = f"{fit} {side_label(point.two_sided, '').strip()} {features_label(features)}"
+                record[label] = option.accuracy.iloc[0] / teacher_acc if len(option) else float("nan")
         online = rows[rows.family == "asap_online"]
         record["online"] = online.accuracy.iloc[0] / teacher_acc if len(online) else float("nan")
         tuned = finetuned[(finetuned.task == task) & (finetuned.teacher == teacher)]
         record["fine-tuned"] = tuned.test_acc.mean() / teacher_acc if len(tuned) else float("nan")
         records.append(record)
     return pd.DataFrame(records).round(4).set_index(["task", "teacher"])
+
+
+def layer_options_table(frontier: pd.DataFrame) -> pd.DataFrame:
+    """Per teacher, every compile option at the operating point (rows as in :func:`compile_options_table`): the
+    held-out calibration plan error of each layer (mean over heads), the plan error on test inputs (mean over
+    layers), the accuracy recovery and the per-layer speed-up over the teacher at the longest fixed ``n``."""
+    latency_n = fixed_length(frontier)
+    tables = []
+    for task, teacher in teachers(frontier):
+        rows = _rows(frontier, task, teacher)
+        _, at_point = _at_operating_point(rows)
+        at_point = at_point.assign(order=at_point.two_sided.map(SIDE_ORDER)).sort_values(["features", "fit", "order"])
+        teacher_acc = rows[rows.family == "teacher"].accuracy.iloc[0]
+        layers = sorted(c for c in rows if c.startswith("heldout_plan_error_layer"))
+        table = pd.DataFrame(
+            {
+                "task": task,
+                "teacher": teacher,
+                "features": at_point.features,
+                "fit": at_point.fit,
+                "sides": [
+                    side_label(side, heads) for side, heads in zip(at_point.two_sided, at_point.head_sides, strict=True)
+                ],
+                **{f"held-out plan err L{c.removeprefix('heldout_plan_error_layer')}": at_point[c] for c in layers},
+                "test plan err": at_point.plan_rel_error,
+                "recovery": at_point.accuracy / teacher_acc,
+                f"speed-up n={latency_n}": at_point[f"speedup_vs_teacher_n{latency_n}"],
+            }
+        )
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True).round(4).set_index(["task", "teacher"])
 
 
 def calibration_table(reports: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +156,10 @@ def teachers(frontier: pd.DataFrame) -> list[tuple[str, str]]:
 def _rows(frontier: pd.DataFrame, task: str, teacher: str) -> pd.DataFrame:
     """One teacher's frontier, one row per variant (numbers averaged over seeds), indexed by variant."""
     rows = frontier[(frontier.task == task) & (frontier.teacher == teacher)]
-    labels = [c for c in ("family", "directions", "two_sided", "fit", "head_sides", "operating_point") if c in rows]
+    if "features" not in rows:  # tables written before the feature sets: every ASAP row used the sliced ones
+        rows = rows.assign(features=rows.family.map(lambda family: "sliced" if family.startswith("asap") else None))
+    labels = ["family", "directions", "two_sided", "fit", "features", "head_sides", "operating_point"]
+    labels = [c for c in labels if c in rows]
     numbers = rows.drop(columns=labels).groupby("variant", sort=False).mean(numeric_only=True)
     return numbers.join(rows.groupby("variant", sort=False)[labels].first())
 
@@ -118,9 +175,8 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
     tables = []
     for task, teacher in teachers(frontier):
         rows = _rows(frontier, task, teacher)
-        point = rows[rows.operating_point.astype(bool)].iloc[0]
-        at_point = rows[(rows.family == "asap") & (rows.slices == point.slices) & (rows.directions == point.directions)]
-        at_point = at_point.assign(order=at_point.two_sided.map(SIDE_ORDER)).sort_values(["fit", "order"])
+        _, at_point = _at_operating_point(rows)
+        at_point = at_point.assign(order=at_point.two_sided.map(SIDE_ORDER)).sort_values(["features", "fit", "order"])
         others = rows[rows.family.isin(["asap_no_map", "asap_online"])]
         keep = pd.concat([_truncated(rows), at_point.drop(columns="order"), others])
         table = pd.DataFrame(
@@ -129,6 +185,7 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
                 "teacher": teacher,
                 "variant": keep.index,
                 "fit": keep.fit,
+                "features": keep.features,
                 "sides": [side_label(side, heads) for side, heads in zip(keep.two_sided, keep.head_sides, strict=True)],
                 "acc %": 100 * keep.accuracy,
                 "constant %": 100 * keep.constant_predictor_acc,
