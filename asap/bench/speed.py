@@ -186,7 +186,8 @@ def speed_sweep(
     """One row per (method, n): latency (median), peak memory (unless ``measure_memory`` is off: then empty),
     latency ratios to each teacher implementation and to softmax, the threads used, and every timed repeat
     (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model). At
-    ``compiled_seq_lens`` (inference) the :data:`COMPILED` methods run too, with their speed-up over eager."""
+    ``compiled_seq_lens`` (inference) the chosen methods that have a :data:`COMPILED` form run compiled too, with
+    their speed-up over eager."""
     names = methods or (TRAINING if training else INFERENCE)
     if "softmax" not in names:
         raise ValueError(f"the ratios need softmax among the methods, got {names}")
@@ -197,11 +198,12 @@ def speed_sweep(
     if training and compiled_seq_lens:
         raise ValueError("compiled methods are timed at inference only")
     shape = dict(batch=batch, heads=heads, head_dim=head_dim, n_iters=n_iters, slices=slices, device=device)
+    compiled = tuple(name + COMPILED_SUFFIX for name in names if name + COMPILED_SUFFIX in COMPILED)
     rows = []
     for seq_len in seq_lens:
         q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
         latency, runs = {}, {}
-        for name in (*names, *(COMPILED if seq_len in compiled_seq_lens else ())):
+        for name in (*names, *(compiled if seq_len in compiled_seq_lens else ())):
             if name == "sliced" and seq_len > sliced_max_len:
                 continue  # L x n x n tensors: out of reach at this length
             if name.removesuffix(COMPILED_SUFFIX) not in STREAMING and seq_len > dense_max_len:
