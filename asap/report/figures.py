@@ -96,6 +96,11 @@ def frontier(frontier_table: pd.DataFrame, stem: Path, latency_n: str) -> list[P
             ylabel="agreement with teacher (%)",
             title=f"{task}, teacher T={iterations}",
         )
+        # labels at 1, 2, 5 x 10^k in plain numbers: matplotlib's default labels minor ticks too when the range
+        # spans less than a decade, and they overlap
+        axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize="x-small", loc="lower right")
     return save(figure, stem)
