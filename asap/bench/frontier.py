@@ -171,11 +171,11 @@ def frontier_points(
         )
     )
     if online is not None:
-        slices_online = {layer.normaliser.directions.shape[-1] for layer in attention_layers(online).values()}
+        normalisers = [layer.normaliser for layer in attention_layers(online).values()]
+        slices_online = min(normaliser.directions.shape[-1] for normaliser in normalisers)
+        (features,) = {normaliser.features for normaliser in normalisers}  # compile_online: one set for the model
         points.append(
-            FrontierPoint(
-                "asap_online", "asap_online", online, slices=min(slices_online), fit="online", features="sliced"
-            )
+            FrontierPoint("asap_online", "asap_online", online, slices=slices_online, fit="online", features=features)
         )
     return points
 

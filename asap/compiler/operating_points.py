@@ -85,8 +85,8 @@ def slice_candidates(head_dim: int, factors: Sequence[float] = SLICE_FACTORS) ->
 @dataclass
 class _Slicing:
     """What every operating point with the same ``(slices, directions, features)`` shares on one layer: the
-    directions,
-    the features of the fitting and held-out batches, the ridge map and its held-out R^2, and the KL maps by side."""
+    directions, the features of the fitting and held-out batches, the ridge map and its held-out R^2, and the KL
+    maps by side."""
 
     directions: Tensor
     features: list[Tensor]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asap.ops.masking import check_finite, checking_data, potential_dtype
+from asap.ops.masking import centred, check_finite, checking_data, potential_dtype
 
 
 def kantorovich_1d(x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -131,11 +131,7 @@ def query_potentials_1d(x: Tensor, y: Tensor, mask: Tensor | None = None, numpy_
     increments = ys[..., :-1] * xs.diff(dim=-1)
     neg_u = torch.cat([torch.zeros_like(xs[..., :1]), increments.cumsum(dim=-1).neg_()], dim=-1)
     phi = torch.empty_like(xs).scatter_(-1, x_order, neg_u)
-    if weights is None:
-        return phi - phi.mean(dim=-1, keepdim=True)
-    weights = weights.expand_as(phi)
-    shift = (phi * weights).sum(dim=-1, keepdim=True) / weights.sum(dim=-1, keepdim=True)
-    return (phi - shift) * weights
+    return centred(phi, weights)
 
 
 def _numpy_argsort(x: Tensor) -> Tensor:

@@ -138,6 +138,22 @@ def zero_invalid(potential: Tensor, valid: Tensor | None) -> Tensor:
     return potential if valid is None else potential.masked_fill(~valid, 0.0)
 
 
+def masked_mean(values: Tensor, weights: Tensor | None) -> Tensor:
+    """The mean of ``values (..., n)`` over the valid entries of the last dim (``weights``: 1 valid, 0 padded,
+    broadcastable; ``None``: all valid), keeping that dim."""
+    if weights is None:
+        return values.mean(dim=-1, keepdim=True)
+    weights = weights.to(values.dtype)
+    return (values * weights).sum(dim=-1, keepdim=True) / weights.sum(dim=-1, keepdim=True)
+
+
+def centred(values: Tensor, weights: Tensor | None) -> Tensor:
+    """``values (..., n)`` minus their :func:`masked_mean`, and 0 on padded entries: a potential in the zero-mean
+    gauge over each problem's valid tokens."""
+    shifted = values - masked_mean(values, weights)
+    return shifted if weights is None else shifted * weights.to(values.dtype)
+
+
 def key_padding_mask(valid: Tensor) -> Tensor:
     """``(B, N)`` booleans (``True`` = real token) -> the SDPA-style mask ``(B, 1, 1, N)`` this module takes."""
     if valid.dtype != torch.bool or valid.ndim != 2:
