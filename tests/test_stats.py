@@ -24,7 +24,9 @@ def brute_force_score(b: int, c: int, n: int, delta: float, continuity: float) -
     grid = np.linspace(max(0.0, -delta), max(0.0, -delta) + 0.05, 50_001)
     p12, rest = grid + delta, 1 - 2 * grid - delta
     with np.errstate(divide="ignore", invalid="ignore"):
-        loglik = sum(np.where(count > 0, count * np.log(cell), 0.0) for count, cell in ((b, p12), (c, grid), (n - b - c, rest)))
+        loglik = sum(
+            np.where(count > 0, count * np.log(cell), 0.0) for count, cell in ((b, p12), (c, grid), (n - b - c, rest))
+        )
     best = grid[np.nanargmax(np.where(np.isnan(loglik), -np.inf, loglik))]
     numerator = b - c - n * delta
     numerator = math.copysign(max(abs(numerator) - continuity, 0.0), numerator)
