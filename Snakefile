@@ -194,6 +194,7 @@ rule frontier:
         ASAP + " bench frontier --checkpoint {input.checkpoint} --operating-point {input.operating_point}"
         " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens} {params.sweep}"
         " --min-run-time " + str(FRONTIER["min_run_time"]) + " --threads " + str(FRONTIER["threads"])
+        + " --rounds " + str(FRONTIER.get("rounds", 15)) + ("" if FRONTIER.get("compiled", True) else " --no-compiled")
         + " {params.online} --out {output} > {log} 2>&1"
 
 

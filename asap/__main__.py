@@ -391,7 +391,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-run-time",
         type=float,
         default=SUPPRESS,
-        help="seconds of timing per case" + default(frontier_benchmark, "min_run_time"),
+        help="seconds of timing per case, over all rounds" + default(frontier_benchmark, "min_run_time"),
+    )
+    frontier.add_argument(
+        "--rounds",
+        type=int,
+        default=SUPPRESS,
+        help="interleaved timing rounds (one block per case each)" + default(frontier_benchmark, "rounds"),
+    )
+    frontier.add_argument(
+        "--no-compiled",
+        dest="compiled",
+        action="store_false",
+        default=SUPPRESS,
+        help="time the eager teacher implementations and ASAP only (no torch.compile)",
     )
     _add_calibration(frontier, frontier_benchmark)
     _add_wandb(frontier)

@@ -1,6 +1,7 @@
 """The frontier and downstream benchmarks run on tiny models and report every column; the speed sweep."""
 
 import statistics
+import time
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ def test_frontier_columns_and_sanity(teacher, mnist):
         bootstrap_resamples=200,
         slices=(4, 8),
         num_batches=4,
+        compiled=False,
     )
     print(table.T.to_string())
     by = table.set_index("variant")
@@ -70,10 +72,23 @@ def test_frontier_columns_and_sanity(teacher, mnist):
         "latency_ms_n64",
         "speedup_vs_teacher_n64",
         "time_vs_softmax_nmodel",
-        "throughput_vs_teacher",
+        "speedup_vs_strongest_nmodel",
+        "latency_iqr_ms_n64",
+        "noise_floor_ratio",
         "timing_threads",
     ]:
         assert column in table and table[column].notna().all(), column
+    # end to end: the teacher and the operating point only
+    assert set(table[table.throughput_vs_teacher.notna()].variant) == {"teacher", "asap"}
+    # identical computations are timed once: the map's ablation and the KL map run what the ridge map runs
+    assert by.loc["asap", "latency_ms_n64"] == by.loc["asap_no_map", "latency_ms_n64"]
+    assert by.loc["asap", "latency_ms_n64"] == by.loc["asap_L8_random_two_sided_kl", "latency_ms_n64"]
+    timings = table.attrs["timings"]
+    assert all(len(rounds) == 15 for rounds in timings["rounds_ms"].values())
+    for length, comparison in timings["comparisons"].items():
+        assert comparison["strongest_teacher"] in {"sinkhorn_lean", "sinkhorn_flash", "sinkhorn_unrolled"}
+        assert len(comparison["speedup_rounds"]) == 15
+        assert (table[f"strongest_teacher_n{length}"] == comparison["strongest_teacher"]).all()
     teacher_row = by.loc["teacher"]
     assert teacher_row.agreement == 1 and teacher_row.kl_to_teacher == 0 and teacher_row.plan_rel_error == 0
     assert teacher_row.accuracy_diff_low == teacher_row.accuracy_diff_high == 0
@@ -225,14 +240,53 @@ def test_speed_sweep_compiled_rows():
 
 
 def test_frontier_slices_keep_the_operating_point_and_one_sided_choice_is_checked(teacher, mnist):
-    from asap.bench.frontier import frontier_slices, interleaved_medians_ms
+    from asap.bench.frontier import frontier_slices
 
     assert frontier_slices(16, (0.25, 1, 4), OperatingPoint(8, "pca")) == [4, 8, 16, 64]
     assert frontier_slices(16, (0.25, 1, 4), OperatingPoint(16, "pca")) == [4, 16, 64]
     with pytest.raises(ValueError, match="one_sided"):
         frontier_points(teacher, mnist.train_dataloader(), OperatingPoint(8, "random"), one_sided="some")
+
+
+def test_interleaved_rounds_time_one_block_per_case_per_round_and_check_the_noise_floor():
+    from asap.bench.timing import NOISE_FLOOR_SUFFIX, interleaved_rounds
+
     calls = []
-    medians = interleaved_medians_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 0.03, 1)
-    assert set(medians) == {"a", "b"} and all(value > 0 for value in medians.values())
-    first_b = calls.index("b")
-    assert "a" in calls[first_b:], "rounds interleave: a is timed again after b"
+    times = interleaved_rounds(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=15, block_s=0.0, progress=False
+    )
+    assert all(len(values) == 15 for values in times.rounds_ms.values()) and times.block_calls == {"a": 1, "b": 1}
+    assert calls[:4] == ["a", "a", "b", "b"], "a warm-up call and a sizing call per case"
+    assert calls[4:] == ["a", "b", "b", "a"] * 7 + ["a", "b"], "each round one block per case, starts rotating"
+    assert len(times.ratio_rounds("a", "b")) == 15 and len(times.load_before) == 3
+
+    # a noise-floor pair whose second copy is always twice as slow fails, reruns once, and says so
+    state = {"calls": 0}
+
+    def uneven():
+        state["calls"] += 1
+        time.sleep(0.002 if state["calls"] % 2 else 0.004)
+
+    times = interleaved_rounds({"x": uneven}, rounds=4, block_s=0.0, noise_floor="x", progress=False)
+    assert "x" + NOISE_FLOOR_SUFFIX in times.rounds_ms and times.noise_floor_attempts == 2
+    assert not 0.91 <= times.noise_floor_ratio <= 1.10
+    steady = interleaved_rounds(
+        {"x": lambda: time.sleep(0.002)}, rounds=5, block_s=0.0, noise_floor="x", progress=False
+    )
+    assert steady.noise_floor_attempts == 1 and 0.91 <= steady.noise_floor_ratio <= 1.10
+
+
+def test_every_teacher_implementation_computes_the_teacher(teacher):
+    from asap.bench.frontier import teacher_implementations
+    from asap.nn import attention_layers
+
+    layer = next(iter(attention_layers(teacher).values()))
+    implementations = teacher_implementations(teacher, compiled=True)
+    assert set(implementations) == {
+        f"sinkhorn_{i}{c}" for i in ("lean", "flash", "unrolled") for c in ("", "_compiled")
+    }
+    shape = (1, layer.num_heads, 12, layer.head_dim)
+    q, k, v = (torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    reference = layer.normaliser(q, k, v)
+    for name, normaliser in implementations.items():
+        torch.testing.assert_close(normaliser(q, k, v), reference, atol=1e-5, rtol=1e-4, msg=name)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from asap.bench.agreement import compare_predictions, predictions
 from asap.bench.fidelity import capture_layer_inputs, plan_fidelity
-from asap.bench.timing import random_qkv, timings_ms
+from asap.bench.timing import interleaved_rounds, random_qkv
 from asap.compiler.fit import FITS
 from asap.compiler.operating_points import (
     DIRECTIONS,
@@ -204,17 +204,41 @@ def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Cal
     return partial(layer.normaliser, q, k, v)
 
 
-def interleaved_medians_ms(
-    calls: dict[str, Callable[[], object]], min_run_time: float, threads: int, rounds: int = 3
-) -> dict[str, float]:
-    """Median time (ms) of each call, timed side by side in ``rounds`` interleaved rounds (each call gets
-    ``min_run_time / rounds`` per round): a slow spell of a shared machine then hits every call alike rather
-    than whichever happened to run during it."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times[name] += timings_ms(call, min_run_time / rounds, threads=threads)
-    return {name: statistics.median(values) for name, values in times.items()}
+def timing_key(point: FrontierPoint, sides: str | None) -> str:
+    """One name per computation: points that compute the same thing (the ridge and KL maps, ``auto`` where
+    every head chose one side, ASAP without its map) share a key and are timed once."""
+    if point.family == "teacher":
+        return "teacher"
+    if point.family == "truncated":
+        return "softmax" if point.iterations == 0 else f"sinkhorn_{point.iterations}it"
+    side = sides or ""
+    if side and set(side) - {"/"} == {"2"}:
+        side = "two"
+    elif side and set(side) - {"/"} == {"1"}:
+        side = "one"
+    directions = point.directions if point.family != "asap_online" else "online"
+    return f"asap_L{point.slices}_{directions}_{side}_{point.features}"
+
+
+TEACHER_IMPLS = ("lean", "flash", "unrolled")
+
+
+def teacher_implementations(teacher: nn.Module, compiled: bool) -> dict[str, nn.Module]:
+    """The teacher's Sinkhorn in every implementation, eager and (``compiled``) under ``torch.compile``
+    (inductor, static shapes): one of them is the strongest teacher, found by timing."""
+    layer = next(iter(attention_layers(teacher).values()))
+    n_iters = teacher_iterations(teacher)
+    eager = {
+        f"sinkhorn_{impl}": Sinkhorn(layer.num_heads, layer.head_dim, n_iters, impl=impl) for impl in TEACHER_IMPLS
+    }
+    if not compiled:
+        return eager
+    return {**eager, **{name + "_compiled": torch.compile(module, dynamic=False) for name, module in eager.items()}}
+
+
+def _qkv_call(normaliser: nn.Module, layer: nn.Module, seq_len: int, batch: int) -> Callable[[], Tensor]:
+    q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, layer.qkv.weight.device)
+    return partial(normaliser, q, k, v)
 
 
 @torch.no_grad()
@@ -229,6 +253,8 @@ def accuracy_cost_frontier(
     fidelity_batches: int = 2,
     min_run_time: float = 0.3,
     threads: int = 1,
+    rounds: int = 15,
+    compiled: bool = True,
     max_test_batches: int | None = None,
     bootstrap_resamples: int = 2000,
     slices: Sequence[int] | None = None,
@@ -238,7 +264,10 @@ def accuracy_cost_frontier(
     **calibration: Any,
 ) -> pd.DataFrame:
     """One row per frontier point (see the module docstring and :func:`frontier_points`); ``seq_len`` is the
-    model's own ``n``."""
+    model's own ``n``. Timing: :func:`asap.bench.timing.interleaved_rounds`, ``rounds`` blocks of at least
+    ``min_run_time / rounds`` s per computation (:func:`timing_key`), with the teacher in every implementation
+    (:func:`teacher_implementations`, compiled too unless ``compiled`` is off) and the operating point compiled;
+    the raw rounds are in ``table.attrs["timings"]``."""
     teacher = teacher.eval()
     points = frontier_points(
         teacher, calib_loader, operating_point, slices, directions, one_sided, online, **calibration
@@ -247,13 +276,31 @@ def accuracy_cost_frontier(
     layer_inputs = capture_layer_inputs(teacher, test_loader, fidelity_batches)
     test_batch = next(iter(test_loader))[0].to(next(teacher.parameters()).device)
     lengths = {"model": seq_len, **{str(n): n for n in seq_lens}}
-
-    timed = {
-        (point.name, key): layer_call(point.model, n, latency_batch) for point in points for key, n in lengths.items()
-    }
-    timed.update({(point.name, "batch"): partial(point.model, test_batch) for point in points})
-    print(f"timing {len(timed)} calls in interleaved rounds", flush=True)
-    medians = interleaved_medians_ms(timed, min_run_time, threads)
+    keys = {point.name: timing_key(point, head_sides(point.model)) for point in points}
+    operating = next(point for point in points if point.operating_point)
+    timed: dict[str, Callable[[], object]] = {}
+    for point in points:
+        for length, n in lengths.items():
+            timed.setdefault(f"{keys[point.name]}@{length}", layer_call(point.model, n, latency_batch))
+    layer = next(iter(attention_layers(teacher).values()))
+    implementations = teacher_implementations(teacher, compiled)
+    fastest_asap = {"asap": next(iter(attention_layers(operating.model).values())).normaliser}
+    if compiled:
+        fastest_asap["asap_compiled"] = torch.compile(fastest_asap["asap"], dynamic=False)
+    for length, n in lengths.items():
+        for name, normaliser in {**implementations, **fastest_asap}.items():
+            timed[f"{name}@{length}"] = _qkv_call(normaliser, layer, n, latency_batch)
+    timed["teacher@batch"] = partial(teacher, test_batch)
+    timed["asap@batch"] = partial(operating.model, test_batch)
+    print(f"timing {len(timed)} computations in {rounds} interleaved rounds", flush=True)
+    times = interleaved_rounds(timed, rounds, min_run_time / rounds, threads, noise_floor="teacher@model")
+    comparisons = {}
+    for length in lengths:
+        strongest = min(implementations, key=lambda name: times.median(f"{name}@{length}"))
+        asap_best = min(fastest_asap, key=lambda name: times.median(f"{name}@{length}"))
+        ratios = times.ratio_rounds(f"{strongest}@{length}", f"{asap_best}@{length}")
+        comparisons[length] = {"strongest_teacher": strongest, "fastest_asap": asap_best, "speedup_rounds": ratios}
+    times.extra.update(keys=keys, comparisons=comparisons, lengths=lengths, latency_batch=latency_batch)
     rows = []
     for index, point in enumerate(points):
         logits, _ = predictions(point.model, test_loader, max_test_batches)
@@ -276,9 +323,14 @@ def accuracy_cost_frontier(
         row.update(plan_fidelity(point.model, teacher, layer_inputs))
         row.update(heldout_plan_errors(point.model))
         for key in lengths:
-            row[f"latency_ms_n{key}"] = medians[point.name, key]
-        row["throughput_samples_per_s"] = len(test_batch) / medians[point.name, "batch"] * 1e3
-        row.update(latency_batch=latency_batch, timing_threads=threads)
+            case = f"{keys[point.name]}@{key}"
+            row[f"latency_ms_n{key}"] = times.median(case)
+            row[f"latency_iqr_ms_n{key}"] = times.iqr(case) if rounds > 1 else float("nan")
+            strongest = comparisons[key]["strongest_teacher"]
+            row[f"speedup_vs_strongest_n{key}"] = statistics.median(times.ratio_rounds(f"{strongest}@{key}", case))
+        end_to_end = {"teacher": "teacher@batch", "asap": "asap@batch"}.get(point.name)
+        row["throughput_samples_per_s"] = len(test_batch) / times.median(end_to_end) * 1e3 if end_to_end else None
+        row.update(latency_batch=latency_batch, timing_threads=threads, timing_rounds=rounds)
         rows.append(row)
         print(
             f"[{index + 1}/{len(points)}] {point.name}: agreement {row['agreement']:.4f}, "
@@ -292,5 +344,9 @@ def accuracy_cost_frontier(
         column = f"latency_ms_n{key}"
         table[f"speedup_vs_teacher_n{key}"] = teacher_row[column] / table[column]
         table[f"time_vs_softmax_n{key}"] = table[column] / softmax_row[column]
+    for key in lengths:
+        table[f"strongest_teacher_n{key}"] = comparisons[key]["strongest_teacher"]
     table["throughput_vs_teacher"] = table["throughput_samples_per_s"] / teacher_row["throughput_samples_per_s"]
+    table["noise_floor_ratio"] = times.noise_floor_ratio
+    table.attrs["timings"] = times.to_dict()
     return table
