@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -32,24 +33,6 @@ import numpy as np
 # where the discordant pairs are few and one-sided (about 5 expected, N = 1,000 or 10,000; exact coverage in
 # tests/test_stats.py); with it coverage stays >= 0.90 over 0-20 expected discordant pairs.
 CONTINUITY = 0.5
-
-
-def normal_quantile(probability: float) -> float:
-    """The standard normal quantile (bisection on ``erfc``, exact to 1e-12; numpy has no ``ppf``).
-
-    >>> round(normal_quantile(0.95), 6)
-    1.644854
-    """
-    if not 0 < probability < 1:
-        raise ValueError(f"probability must lie in (0, 1), got {probability}")
-    low, high = -40.0, 40.0
-    for _ in range(200):
-        middle = (low + high) / 2
-        if 0.5 * math.erfc(-middle / math.sqrt(2)) < probability:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
 
 
 def _restricted_p21(b: np.ndarray, c: np.ndarray, n: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -85,7 +68,7 @@ def tango_interval(b, c, n, level: float = 0.90, continuity: float = CONTINUITY)
     b, c, n = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (b, c, n)))
     if np.any(n < 1) or np.any(b < 0) or np.any(c < 0) or np.any(b + c > n):
         raise ValueError("need 0 <= b, c and b + c <= n, n >= 1")
-    z = normal_quantile(0.5 + level / 2)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     estimate = (b - c) / n
 
     def solve(target: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:

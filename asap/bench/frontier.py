@@ -45,6 +45,7 @@ from asap.compiler.operating_points import (
     layer_calibrations,
     slice_candidates,
     teacher_head_dim,
+    teacher_iterations,
     with_two_sided,
     without_dual_map,
 )
@@ -76,18 +77,6 @@ class FrontierPoint:
     features: str | None = None
     operating_point: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def teacher_iterations(teacher: nn.Module) -> int:
-    """The teacher's ``T`` (every attention layer must be Sinkhorn with the same ``n_iters``)."""
-    iterations = {
-        layer.normaliser.n_iters
-        for layer in attention_layers(teacher).values()
-        if isinstance(layer.normaliser, Sinkhorn)
-    }
-    if len(iterations) != 1:
-        raise ValueError(f"the teacher must be a Sinkhorn model with one n_iters, found {sorted(iterations)}")
-    return iterations.pop()
 
 
 def frontier_points(
@@ -196,12 +185,14 @@ def heldout_plan_errors(model: nn.Module) -> dict[str, float]:
     return {f"heldout_plan_error_layer{i}": float(asap.plan_error.mean()) for i, asap in enumerate(layers)}
 
 
-def layer_call(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> Callable[[], Tensor]:
-    """One attention normaliser of ``model`` applied to random ``q, k, v`` of the model's heads and head dim
-    (inference, no mask)."""
+def layer_call(
+    model: nn.Module, seq_len: int, batch: int, seed: int = 0, normaliser: nn.Module | None = None
+) -> Callable[[], Tensor]:
+    """One attention normaliser of ``model`` (or ``normaliser`` in its place) applied to random ``q, k, v`` of
+    the model's heads and head dim (inference, no mask)."""
     layer = next(iter(attention_layers(model).values()))
     q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, layer.qkv.weight.device, seed)
-    return partial(layer.normaliser, q, k, v)
+    return partial(normaliser or layer.normaliser, q, k, v)
 
 
 def timing_key(point: FrontierPoint, sides: str | None) -> str:
@@ -234,11 +225,6 @@ def teacher_implementations(teacher: nn.Module, compiled: bool) -> dict[str, nn.
     if not compiled:
         return eager
     return {**eager, **{name + "_compiled": torch.compile(module, dynamic=False) for name, module in eager.items()}}
-
-
-def _qkv_call(normaliser: nn.Module, layer: nn.Module, seq_len: int, batch: int) -> Callable[[], Tensor]:
-    q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, layer.qkv.weight.device)
-    return partial(normaliser, q, k, v)
 
 
 @torch.no_grad()
@@ -282,14 +268,17 @@ def accuracy_cost_frontier(
     for point in points:
         for length, n in lengths.items():
             timed.setdefault(f"{keys[point.name]}@{length}", layer_call(point.model, n, latency_batch))
-    layer = next(iter(attention_layers(teacher).values()))
     implementations = teacher_implementations(teacher, compiled)
-    fastest_asap = {"asap": next(iter(attention_layers(operating.model).values())).normaliser}
+    # ASAP at its fastest: the operating point's own case (eager, timed above) or compiled
+    fastest_asap = {keys[operating.name]: None}
     if compiled:
-        fastest_asap["asap_compiled"] = torch.compile(fastest_asap["asap"], dynamic=False)
+        fastest_asap["asap_compiled"] = torch.compile(
+            next(iter(attention_layers(operating.model).values())).normaliser, dynamic=False
+        )
     for length, n in lengths.items():
-        for name, normaliser in {**implementations, **fastest_asap}.items():
-            timed[f"{name}@{length}"] = _qkv_call(normaliser, layer, n, latency_batch)
+        extra = {**implementations, **{name: module for name, module in fastest_asap.items() if module is not None}}
+        for name, normaliser in extra.items():
+            timed[f"{name}@{length}"] = layer_call(teacher, n, latency_batch, normaliser=normaliser)
     timed["teacher@batch"] = partial(teacher, test_batch)
     timed["asap@batch"] = partial(operating.model, test_batch)
     print(f"timing {len(timed)} computations in {rounds} interleaved rounds", flush=True)

@@ -27,7 +27,7 @@ from asap.compiler.fit import (
     r_squared,
     teacher_plan,
 )
-from asap.nn import ASAP, DUAL_MAPS, Attention, attention_layers
+from asap.nn import ASAP, DUAL_MAPS, Attention, Sinkhorn, attention_layers
 from asap.nn.normalisers import CALIBRATION_SCORES, SIDES
 from asap.ops import check_dual_features
 from asap.ops.masking import pair_mask
@@ -368,6 +368,18 @@ def compile(  # noqa: A001 - the paper's verb; shadows the builtin only inside t
         raise ValueError(f"slices must be a positive integer, None or 'auto', got {slices!r}")
     point = OperatingPoint(slices or teacher_head_dim(model), directions, two_sided, fit, features)
     return compile_candidates(model, calib_loader, [point], **calibration)[point]
+
+
+def teacher_iterations(teacher: nn.Module) -> int:
+    """The teacher's ``T`` (every attention layer must be Sinkhorn with the same ``n_iters``)."""
+    iterations = {
+        layer.normaliser.n_iters
+        for layer in attention_layers(teacher).values()
+        if isinstance(layer.normaliser, Sinkhorn)
+    }
+    if len(iterations) != 1:
+        raise ValueError(f"the teacher must be a Sinkhorn model with one n_iters, found {sorted(iterations)}")
+    return iterations.pop()
 
 
 def teacher_head_dim(model: nn.Module) -> int:

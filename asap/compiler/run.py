@@ -56,7 +56,7 @@ def compile_checkpoint(
     ``features``: the map's inputs (:data:`asap.ops.DUAL_FEATURES`).
     ``report`` receives the calibration report (CSV), ``operating_point`` the chosen point with every candidate
     and the teacher's shape (JSON, read by the benchmarks)."""
-    from asap.bench.frontier import teacher_iterations
+    from asap.compiler.operating_points import teacher_iterations
     from asap.nn import attention_layers
     from asap.train import load_teacher
 
