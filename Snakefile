@@ -83,6 +83,8 @@ TRAIN_RECORD = RESULTS + "/train/{task}/{variant}/seed{seed}.json"
 CALIBRATION_REPORT = RESULTS + "/compile/{task}/{variant}/seed{seed}.csv"
 OPERATING_POINT = RESULTS + "/compile/{task}/{variant}/seed{seed}.operating_point.json"
 FRONTIER_TABLE = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.csv"
+FRONTIER_PREDICTIONS = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.predictions.npz"  # asap.results
+FRONTIER_TIMINGS = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.timings.json"
 DOWNSTREAM_TABLE = RESULTS + "/bench/downstream/{task}/{variant}/seed{seed}.csv"
 FINETUNE_RECORD = RESULTS + "/finetune/{task}/{variant}/seed{seed}.json"
 FINETUNED_MODEL = RUNS + "/{task}/finetuned/{variant}/seed{seed}.pt"
@@ -179,7 +181,9 @@ rule frontier:
         operating_point=OPERATING_POINT,
         online=online_checkpoint,
     output:
-        FRONTIER_TABLE,
+        table=FRONTIER_TABLE,
+        predictions=FRONTIER_PREDICTIONS,
+        timings=FRONTIER_TIMINGS,
     log:
         RESULTS + "/logs/bench/frontier/{task}/{variant}/seed{seed}.log",
     benchmark:
@@ -195,7 +199,7 @@ rule frontier:
         " --data-dir " + DATA + " " + CALIBRATION_ARGS + " --seq-lens {params.seq_lens} {params.sweep}"
         " --min-run-time " + str(FRONTIER["min_run_time"]) + " --threads " + str(FRONTIER["threads"])
         + " --rounds " + str(FRONTIER.get("rounds", 15)) + ("" if FRONTIER.get("compiled", True) else " --no-compiled")
-        + " {params.online} --out {output} > {log} 2>&1"
+        + " {params.online} --out {output.table} > {log} 2>&1"
 
 
 rule downstream:
@@ -323,6 +327,8 @@ rule report:
         per_run(TRAIN_RECORD, TRAINED, SEEDS),
         per_run(CALIBRATION_REPORT, TEACHERS, TEACHER_SEEDS),
         per_run(FRONTIER_TABLE, TEACHERS, TEACHER_SEEDS),
+        per_run(FRONTIER_PREDICTIONS, TEACHERS, TEACHER_SEEDS),
+        per_run(FRONTIER_TIMINGS, TEACHERS, TEACHER_SEEDS),
         per_run(DOWNSTREAM_TABLE, DOWNSTREAM, TEACHER_SEEDS),
         per_run(FINETUNE_RECORD, FINETUNED, TEACHER_SEEDS),
     output:

@@ -466,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("dense_max_len", "longest n for methods holding n x n"),
         ("long_batch", "batch at the long lengths"),
         ("long_heads", "heads at the long lengths"),
+        ("rounds", "interleaved timing rounds (one block per method each)"),
     ):
         flag = "--" + name.replace("_", "-")
         home = speed_sweep if name in SWEEP_OPTIONS else speed_benchmark
@@ -474,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-run-time",
         type=float,
         default=SUPPRESS,
-        help="seconds of timing per case" + default(speed_sweep, "min_run_time"),
+        help="seconds of timing per case, over all rounds" + default(speed_sweep, "min_run_time"),
     )
     _add_wandb(speed)
     speed.set_defaults(handler=_speed)

@@ -9,7 +9,6 @@ from asap import lazy_exports
 _EXPORTS = {
     "accuracy": "asap.bench.agreement",
     "compare_predictions": "asap.bench.agreement",
-    "paired_bootstrap_interval": "asap.bench.agreement",
     "predictions": "asap.bench.agreement",
     "accuracy_cost_frontier": "asap.bench.frontier",
     "frontier_points": "asap.bench.frontier",

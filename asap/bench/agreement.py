@@ -5,18 +5,20 @@ while disagreeing on half the examples. These measures compare predictions direc
 
 - **agreement**: the fraction of examples on which the two argmax predictions coincide;
 - **KL**: the mean ``KL(p_teacher || p_student)`` of the class distributions (softmax of the logits);
-- **paired bootstrap**: a 95% interval of ``accuracy(student) - accuracy(teacher)`` from resampling the *same*
-  test examples for both (Efron & Tibshirani 1993, ch. 16), so the shared difficulty of examples cancels.
+- **paired interval**: Tango's score interval (90%, :func:`asap.stats.paired_difference_interval`) of
+  ``accuracy(student) - accuracy(teacher)`` on the *same* test examples, so their shared difficulty cancels; it
+  stays honest when few examples are discordant, where a percentile bootstrap collapses to a point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from asap.stats import paired_difference_interval
 
 
 @torch.no_grad()
@@ -47,42 +49,15 @@ def accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], max_batc
     return (logits.argmax(-1) == labels).float().mean().item()
 
 
-def paired_bootstrap_interval(
-    correct: Tensor, reference_correct: Tensor, resamples: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile interval of ``mean(correct) - mean(reference_correct)`` over resamples of the examples.
-
-    Both models are scored on the same resampled examples (a paired bootstrap). The resampling is seeded, so
-    every model compared against one reference sees the same resamples.
-
-    >>> same = torch.tensor([True, False] * 50)
-    >>> paired_bootstrap_interval(same, same)
-    (0.0, 0.0)
-    """
-    if correct.shape != reference_correct.shape or correct.ndim != 1:
-        raise ValueError(f"need two (N,) vectors, got {tuple(correct.shape)} and {tuple(reference_correct.shape)}")
-    differences = (correct.double() - reference_correct.double()).numpy()
-    rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [
-            differences[rng.integers(0, len(differences), size=(min(200, resamples - start), len(differences)))].mean(1)
-            for start in range(0, resamples, 200)
-        ]
-    )
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def compare_predictions(
-    logits: Tensor, teacher_logits: Tensor, labels: Tensor, resamples: int = 2000, seed: int = 0
+    logits: Tensor, teacher_logits: Tensor, labels: Tensor, level: float = 0.90
 ) -> dict[str, float]:
-    """Accuracy, agreement with the teacher's predictions, mean KL(teacher || model), and the paired-bootstrap
-    interval of the accuracy difference to the teacher, from logits of the same examples."""
+    """Accuracy, agreement with the teacher's predictions, mean KL(teacher || model), and the paired score
+    interval (two-sided, ``level``) of the accuracy difference to the teacher, from logits of the same examples."""
     prediction, teacher_prediction = logits.argmax(-1), teacher_logits.argmax(-1)
     correct, teacher_correct = prediction == labels, teacher_prediction == labels
     kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none")
-    low, high = paired_bootstrap_interval(correct, teacher_correct, resamples, seed=seed)
+    low, high = paired_difference_interval(correct.numpy(), teacher_correct.numpy(), level)
     return {
         "accuracy": correct.float().mean().item(),
         "agreement": (prediction == teacher_prediction).float().mean().item(),

@@ -13,8 +13,8 @@ split in one process:
   paper's ``sliced``, :mod:`asap.ops.dual_features`); ASAP with its map removed (``f = 0``) at the
   operating point; and, for a teacher trained with online maps, the model compiled from them (``asap_online``).
 
-Per point: accuracy, agreement with the teacher's predictions, mean KL(teacher || point), a paired-bootstrap
-95% interval of the accuracy difference to the teacher (:mod:`asap.bench.agreement`), relative plan error and
+Per point: accuracy, agreement with the teacher's predictions, mean KL(teacher || point), Tango's paired
+90% interval of the accuracy difference to the teacher (:mod:`asap.bench.agreement`), relative plan error and
 worst column-marginal error on the teacher's own layer inputs (:mod:`asap.bench.fidelity`), each ASAP layer's
 held-out calibration plan error (``heldout_plan_error_layer<i>``, stored by calibration), per-layer latency
 (one attention normaliser, the model's heads and head dim, at the model's ``n`` and at fixed ``n``), and
@@ -30,9 +30,11 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from asap.bench.agreement import compare_predictions, predictions
 from asap.bench.fidelity import capture_layer_inputs, plan_fidelity
@@ -49,9 +51,11 @@ from asap.compiler.operating_points import (
     with_two_sided,
     without_dual_map,
 )
+from asap.data.base import example_ids
 from asap.nn import attention_layers, with_normaliser
 from asap.nn.normalisers import ASAP, SIDES, Sinkhorn
 from asap.ops import DUAL_FEATURES
+from asap.results import FrontierPredictions, split_order_sha256
 
 ONE_SIDED = ("all", "operating_point")
 
@@ -242,7 +246,6 @@ def accuracy_cost_frontier(
     rounds: int = 15,
     compiled: bool = True,
     max_test_batches: int | None = None,
-    bootstrap_resamples: int = 2000,
     slices: Sequence[int] | None = None,
     directions: Sequence[str] = DIRECTIONS,
     one_sided: str = "all",
@@ -290,9 +293,12 @@ def accuracy_cost_frontier(
         ratios = times.ratio_rounds(f"{strongest}@{length}", f"{asap_best}@{length}")
         comparisons[length] = {"strongest_teacher": strongest, "fastest_asap": asap_best, "speedup_rounds": ratios}
     times.extra.update(keys=keys, comparisons=comparisons, lengths=lengths, latency_batch=latency_batch)
-    rows = []
+    rows, predicted = [], []
     for index, point in enumerate(points):
         logits, _ = predictions(point.model, test_loader, max_test_batches)
+        predicted.append(logits.argmax(-1).numpy())
+        if point.operating_point:
+            operating_logits = logits
         row: dict[str, Any] = {
             "variant": point.name,
             "family": point.family,
@@ -308,7 +314,7 @@ def accuracy_cost_frontier(
             "seq_len": seq_len,
             "test_samples": len(labels),
         }
-        row.update(compare_predictions(logits, teacher_logits, labels, bootstrap_resamples))
+        row.update(compare_predictions(logits, teacher_logits, labels))
         row.update(plan_fidelity(point.model, teacher, layer_inputs))
         row.update(heldout_plan_errors(point.model))
         for key in lengths:
@@ -338,4 +344,36 @@ def accuracy_cost_frontier(
     table["throughput_vs_teacher"] = table["throughput_samples_per_s"] / teacher_row["throughput_samples_per_s"]
     table["noise_floor_ratio"] = times.noise_floor_ratio
     table.attrs["timings"] = times.to_dict()
+    table.attrs["predictions"] = frontier_predictions(
+        test_loader, [point.name for point in points], predicted, labels, teacher_logits, operating_logits
+    )
     return table
+
+
+def frontier_predictions(
+    test_loader: DataLoader,
+    variants: Sequence[str],
+    predicted: Sequence[np.ndarray],
+    labels: Tensor,
+    teacher_logits: Tensor,
+    operating_logits: Tensor,
+) -> FrontierPredictions:
+    """The frontier's per-example predictions (:class:`asap.results.FrontierPredictions`), for the first
+    ``len(labels)`` examples of ``test_loader`` (all of them unless the frontier stopped early)."""
+    count = len(labels)
+    ids = example_ids(test_loader)[:count]
+    inputs, seen = [], 0
+    for batch, _ in test_loader:
+        if seen >= count:
+            break
+        inputs.append(batch[: count - seen].numpy())
+        seen += len(batch)
+    return FrontierPredictions(
+        variants=tuple(variants),
+        example_ids=ids,
+        labels=labels.numpy(),
+        predicted=np.stack(predicted),
+        teacher_logits=teacher_logits.numpy(),
+        asap_logits=operating_logits.numpy(),
+        split_sha256=split_order_sha256(ids, labels.numpy(), inputs),
+    )

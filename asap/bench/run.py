@@ -15,6 +15,7 @@ import pandas as pd
 from torch import nn
 
 from asap.provenance import provenance, write_json_atomic, write_table
+from asap.results import predictions_path, timings_path
 
 
 def model_sequence_length(model: nn.Module, datamodule) -> int:
@@ -115,10 +116,13 @@ def frontier_benchmark(
     table = _with_run(table, loaded.run)
     options = {"map": map, "num_batches": num_batches, "seed": seed, "seq_lens": list(seq_lens), "rounds": rounds}
     info = {"checkpoint": str(checkpoint), "operating_point": point.to_dict(), "options": options, "run": loaded.run}
-    timings = table.attrs.pop("timings")
+    timings, predicted = table.attrs.pop("timings"), table.attrs.pop("predictions")
+    table.attrs.clear()
+    # every timed round, for the verdict's per-round speed-ups and a look at the noise behind each median; the
+    # per-example predictions, for its accuracy intervals (written first: the table marks the job done)
+    write_json_atomic(timings_path(out), {**info, **timings, "provenance": provenance()})
+    predicted.save(predictions_path(out))
     write_table(table, out, info)
-    # every timed round, for the verdict's per-round speed-ups and a look at the noise behind each median
-    write_json_atomic(Path(out).with_suffix(".timings.json"), {**info, **timings, "provenance": provenance()})
     return table
 
 
@@ -174,6 +178,7 @@ SWEEP_OPTIONS = (
     "sliced_max_len",
     "dense_max_len",
     "min_run_time",
+    "rounds",
 )  # the options of asap.bench.speed.speed_sweep that the speed job passes on (their defaults live there)
 
 
@@ -248,6 +253,6 @@ def speed_benchmark(
     info = {"options": options, "training": training, "model_shapes": shapes}
     if raw:  # every timed repeat, for a look at the noise behind each median
         write_json_atomic(raw, {**info, "cases": table.to_dict("records"), "provenance": provenance()})
-    table = table.drop(columns="latency_runs_ms")
+    table["latency_runs_ms"] = table.latency_runs_ms.map(json.dumps)  # every round's time, committed in the CSV
     write_table(table, out, info)
     return table

@@ -1,6 +1,8 @@
 """Speed and memory of one attention layer per method, against sequence length, and of a training step.
 
-Latency is measured side by side in one process (warm-up, repeated timing, median). Peak memory is measured
+Latency is measured side by side in one process: every method of one length in the same interleaved rounds
+(:func:`asap.bench.timing.interleaved_rounds`: warm-up, then one block per method in each of 15 rounds, median
+and IQR over the rounds, per-round ratios, a noise-floor pair). Peak memory is measured
 per case in a fresh subprocess, after a warm-up call of the same case (so that one-off library set-up and
 compilation are not counted): on CUDA as torch's max allocated bytes, on CPU (Linux) as the process's peak resident set
 above its size before the call (torch keeps no allocator statistics on CPU). On CPU the subprocess fixes
@@ -41,7 +43,7 @@ import pandas as pd
 import torch
 
 from asap import ops
-from asap.bench.timing import random_qkv, timings_ms
+from asap.bench.timing import interleaved_rounds, random_qkv
 from asap.memory import PeakMemory
 from asap.nn.online_map import OnlineDualMap
 
@@ -176,6 +178,7 @@ def speed_sweep(
     dense_max_len: int = 4096,
     training: bool = False,
     min_run_time: float = 0.5,
+    rounds: int = 15,
     device: str = "cpu",
     threads: int = 1,
     methods: Sequence[str] | None = None,
@@ -183,11 +186,14 @@ def speed_sweep(
     shape_label: str = "reference",
     compiled_seq_lens: Sequence[int] = (),
 ) -> pd.DataFrame:
-    """One row per (method, n): latency (median), peak memory (unless ``measure_memory`` is off: then empty),
-    latency ratios to each teacher implementation and to softmax, the threads used, and every timed repeat
-    (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a compiled model). At
-    ``compiled_seq_lens`` (inference) the chosen methods that have a :data:`COMPILED` form run compiled too, with
-    their speed-up over eager."""
+    """One row per (method, n): latency (median over ``rounds`` interleaved rounds of
+    :func:`asap.bench.timing.interleaved_rounds`, ``min_run_time`` s per case in all) and its IQR, peak memory
+    (unless ``measure_memory`` is off: then empty), latency ratios to each teacher implementation, the median
+    per-round speed-up over the strongest teacher (the fastest implementation timed at that n, compiled ones
+    included) and time relative to softmax, the threads used, the noise-floor ratio (softmax timed twice), and
+    every round's time (``latency_runs_ms``, a list). ``shape_label`` names the shape (``reference`` or a
+    compiled model). At ``compiled_seq_lens`` (inference) the chosen methods that have a :data:`COMPILED` form run
+    compiled too, with their speed-up over eager."""
     names = methods or (TRAINING if training else INFERENCE)
     if "softmax" not in names:
         raise ValueError(f"the ratios need softmax among the methods, got {names}")
@@ -202,15 +208,20 @@ def speed_sweep(
     rows = []
     for seq_len in seq_lens:
         q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
-        latency, runs = {}, {}
+        cases = {}
         for name in (*names, *(compiled if seq_len in compiled_seq_lens else ())):
             if name == "sliced" and seq_len > sliced_max_len:
                 continue  # L x n x n tensors: out of reach at this length
             if name.removesuffix(COMPILED_SUFFIX) not in STREAMING and seq_len > dense_max_len:
                 continue  # n x n tensors: out of reach at this length
-            fn = method(name, n_iters, slices, head_dim, training)
-            runs[name] = timings_ms(partial(fn, q, k, v), min_run_time, grad=training, threads=threads)
-            latency[name] = statistics.median(runs[name])
+            cases[name] = partial(method(name, n_iters, slices, head_dim, training), q, k, v)
+        print(f"{shape_label}, n={seq_len}: {len(cases)} methods in {rounds} interleaved rounds", file=sys.stderr)
+        times = interleaved_rounds(
+            cases, rounds, min_run_time / rounds, threads, grad=training, noise_floor="softmax", progress=False
+        )
+        latency = {name: times.median(name) for name in cases}
+        teachers = [name for name in cases if name.removesuffix(COMPILED_SUFFIX) in TEACHER_IMPLS.values()]
+        strongest = min(teachers, key=latency.__getitem__) if teachers else None
         for name, milliseconds in latency.items():
             memory = peak_memory_mb(name, seq_len, training, **shape) if measure_memory else None
             rows.append(
@@ -220,18 +231,28 @@ def speed_sweep(
                     "method": name,
                     "seq_len": seq_len,
                     "latency_ms": milliseconds,
+                    "latency_iqr_ms": times.iqr(name) if rounds > 1 else float("nan"),
                     "peak_mem_mb": memory,
                     **{
                         column: latency[teacher] / milliseconds if teacher in latency else float("nan")
                         for column, teacher in TEACHER_IMPLS.items()
                     },
-                    "time_vs_softmax": milliseconds / latency["softmax"],
+                    "strongest_teacher": strongest,
+                    "speedup_vs_strongest": statistics.median(times.ratio_rounds(strongest, name))
+                    if strongest
+                    else float("nan"),
+                    "time_vs_softmax": statistics.median(times.ratio_rounds(name, "softmax")),
                     "speedup_vs_eager": latency.get(name.removesuffix(COMPILED_SUFFIX), float("nan")) / milliseconds
                     if name.endswith(COMPILED_SUFFIX)
                     else float("nan"),
                     **shape,
                     "timing_threads": threads,
-                    "latency_runs_ms": runs[name],
+                    "timing_rounds": rounds,
+                    "block_calls": times.block_calls[name],
+                    "noise_floor_ratio": times.noise_floor_ratio,
+                    "load_before": times.load_before[0],
+                    "load_after": times.load_after[0],
+                    "latency_runs_ms": times.rounds_ms[name],
                 }
             )
     return pd.DataFrame(rows)

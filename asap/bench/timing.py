@@ -22,25 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils import benchmark
 
-
-def timings_ms(
-    fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False, threads: int = 1
-) -> list[float]:
-    """Wall times of ``fn()`` in milliseconds (one per timed block, averaged over its calls), after a warm-up
-    call, over at least ``min_run_time`` s on ``threads`` threads (with autograd on when ``grad``, e.g. to time a
-    training step)."""
-    with torch.set_grad_enabled(grad):
-        fn()  # warm-up: allocator, kernels, lazy initialisation
-        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return [seconds * 1e3 for seconds in measurement.times]
-
-
-def median_ms(fn: Callable[[], object], min_run_time: float = 0.5, grad: bool = False, threads: int = 1) -> float:
-    """Median of :func:`timings_ms`."""
-    return statistics.median(timings_ms(fn, min_run_time, grad, threads))
+from asap.results import per_round_ratio
 
 
 def random_qkv(batch: int, heads: int, seq_len: int, head_dim: int, device: torch.device, seed: int = 0):
@@ -76,7 +59,7 @@ class RoundTimes:
 
     def ratio_rounds(self, numerator: str, denominator: str) -> list[float]:
         """``t_numerator,r / t_denominator,r`` for each round ``r``."""
-        return [a / b for a, b in zip(self.rounds_ms[numerator], self.rounds_ms[denominator], strict=True)]
+        return per_round_ratio({"rounds_ms": self.rounds_ms}, numerator, denominator)
 
     def to_dict(self) -> dict[str, Any]:
         return {

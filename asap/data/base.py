@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from asap.data.tokenize import ByteTokenizer, SubwordTokenizer, pad
 
@@ -89,6 +90,20 @@ def constant_predictor_accuracy(train: Dataset, test: Dataset) -> float:
     """Test accuracy of always predicting the train split's most frequent class: the floor any model must beat."""
     majority = torch.bincount(dataset_labels(train)).argmax()
     return (dataset_labels(test) == majority).float().mean().item()
+
+
+def example_ids(loader: DataLoader) -> np.ndarray:
+    """The index in the test split of each example an unshuffled ``loader`` yields, in order (through a
+    ``Subset``, the index in the full split)."""
+    if loader.batch_sampler is None:
+        raise ValueError("example ids need a loader with a batch sampler")
+    if isinstance(loader.sampler, RandomSampler) or getattr(loader.batch_sampler, "shuffle", False):
+        raise ValueError("example ids need an unshuffled loader (a second pass would see another order)")
+    ids = np.fromiter(itertools.chain.from_iterable(loader.batch_sampler), dtype=np.int64)
+    dataset = loader.dataset
+    while isinstance(dataset, Subset):
+        ids, dataset = np.asarray(dataset.indices, dtype=np.int64)[ids], dataset.dataset
+    return ids
 
 
 def sequence_lengths(dataset: Dataset) -> np.ndarray:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from asap.results import bench_table_paths
+
 TRAIN_COLUMNS = ("test_acc", "best_val_acc", "step_time_ms_median", "step_peak_mem_mb", "train_wall_s", "steps")
 TRAIN_COLUMNS += ("constant_predictor_acc",)
 
@@ -30,10 +32,7 @@ def train_runs(results: str | Path) -> pd.DataFrame:
 def bench_tables(results: str | Path, kind: str) -> pd.DataFrame:
     """All ``bench/<kind>/<task>/<teacher>/seed<k>.csv`` tables of one kind (``frontier``, ``downstream``),
     concatenated."""
-    paths = sorted(Path(results).glob(f"bench/{kind}/*/*/seed*.csv"))
-    if not paths:
-        raise FileNotFoundError(f"no {kind} benchmark tables under {results}/bench/{kind}")
-    table = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+    table = pd.concat([pd.read_csv(path) for path in bench_table_paths(results, kind)], ignore_index=True)
     if "two_sided" in table:  # True, False or "auto" (read back as strings when mixed)
         table["two_sided"] = table["two_sided"].map(lambda side: {"True": True, "False": False}.get(side, side))
     return table

@@ -1,24 +1,13 @@
-"""What the frontier tables say: each teacher's sensitivity, its operating point, and the headline comparison.
+"""What the frontier tables say about each teacher's operating point, its compile options and calibration.
 
-Definitions (stated once, used by every table and the README):
-
-- a teacher is **sensitive** when swapping its attention for a row softmax (truncated Sinkhorn with ``k = 0``)
-  changes at least :data:`SENSITIVITY_THRESHOLD` of its test predictions; on an insensitive teacher any
-  replacement "matches" and the comparison says nothing;
-- ASAP **matches** the teacher when the paired-bootstrap 95% interval of the accuracy difference contains 0;
-- the **truncation of equal accuracy** is the fewest Sinkhorn iterations ``k`` whose agreement with the teacher
-  is at least ASAP's (the teacher itself, ``k = T``, when no truncation reaches it);
-- the paper's claim (:data:`PAPER_SPEEDUP` times faster than the teacher at matching accuracy) is **reproduced**
-  for a (sensitive) teacher when ASAP matches it and its per-layer speed-up at the longest fixed ``n`` timed
-  (1024 in the default profile) reaches the claim.
+Exploratory: the verdict on the paper's claim is :mod:`asap.report.headline`'s, by the pre-registered rule.
+Accuracy intervals here are the frontier's (Tango's 90% paired interval of the difference to the teacher).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-SENSITIVITY_THRESHOLD = 0.02
-PAPER_SPEEDUP = 5.3
 SIDE_ORDER = {True: 0, False: 1, "auto": 2}
 COMPILE_OPTIONS = [(fit, side) for fit in ("ridge", "kl") for side in (True, False, "auto")]
 
@@ -139,13 +128,8 @@ def fixed_length(frontier: pd.DataFrame) -> str:
     return str(max(lengths))
 
 
-def iteration_conventions(n_iters: int) -> str:
-    """``"T = 3 (7 half-steps; Sinkformer max_iter 7)"``: this project's count and Sinkformer's."""
-    return f"T = {n_iters} ({2 * n_iters + 1} half-steps; Sinkformer max_iter {2 * n_iters + 1})"
-
-
 def _interval(low: float, high: float) -> str:
-    """A bootstrap interval of an accuracy difference, in points: ``[-0.4, +0.3]``."""
+    """An interval of an accuracy difference, in points: ``[-0.4, +0.3]``."""
     return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
@@ -170,7 +154,7 @@ def _truncated(rows: pd.DataFrame) -> pd.DataFrame:
 
 def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
     """Per teacher, at its operating point: the teacher, every truncation, ASAP two- and one-sided, ASAP without
-    its map, with accuracy, agreement, KL, the bootstrap interval, plan errors and speed ratios."""
+    its map, with accuracy, agreement, KL, the 90% interval of the difference, plan errors and speed ratios."""
     latency_n = fixed_length(frontier)
     tables = []
     for task, teacher in teachers(frontier):
@@ -191,7 +175,7 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
                 "constant %": 100 * keep.constant_predictor_acc,
                 "agree %": 100 * keep.agreement,
                 "KL": keep.kl_to_teacher,
-                "Δacc 95% CI (pts)": [
+                "Δacc 90% (pts)": [
                     _interval(low, high)
                     for low, high in zip(keep.accuracy_diff_low, keep.accuracy_diff_high, strict=True)
                 ],
@@ -205,47 +189,3 @@ def operating_point_table(frontier: pd.DataFrame) -> pd.DataFrame:
         )
         tables.append(table)
     return pd.concat(tables, ignore_index=True).round(3).set_index(["task", "teacher"])
-
-
-def headline_table(frontier: pd.DataFrame) -> pd.DataFrame:
-    """One row per teacher: its sensitivity, ASAP at the operating point against the teacher and against the
-    truncation of equal accuracy, and whether the paper's claim is reproduced (see the module docstring)."""
-    latency_n = fixed_length(frontier)
-    records = []
-    for task, teacher in teachers(frontier):
-        rows = _rows(frontier, task, teacher)
-        truncated = _truncated(rows)
-        asap = rows[rows.operating_point.astype(bool)].iloc[0]
-        softmax_swap = truncated[truncated.iterations == 0].iloc[0]
-        one_iteration = truncated[truncated.iterations == 1].iloc[0]
-        reaching = truncated[truncated.agreement >= asap.agreement]
-        equal = reaching.iloc[0]
-        latency = f"latency_ms_n{latency_n}"
-        sensitive = 1 - softmax_swap.agreement >= SENSITIVITY_THRESHOLD
-        matches = asap.accuracy_diff_low <= 0 <= asap.accuracy_diff_high
-        speedup = asap[f"speedup_vs_teacher_n{latency_n}"]
-        records.append(
-            {
-                "task": task,
-                "teacher": teacher,
-                "teacher iterations": iteration_conventions(int(rows.teacher_iterations.iloc[0])),
-                "n": int(rows.seq_len.iloc[0]),
-                "teacher acc %": 100 * truncated.iloc[-1].accuracy,
-                "constant %": 100 * rows.constant_predictor_acc.iloc[0],
-                "softmax-swap agree %": 100 * softmax_swap.agreement,
-                "1-it agree %": 100 * one_iteration.agreement,
-                "sensitive": "yes" if sensitive else "no",
-                "ASAP point": f"L={int(asap.slices)} {asap.directions}",
-                "ASAP agree %": 100 * asap.agreement,
-                "ASAP Δacc 95% CI (pts)": _interval(asap.accuracy_diff_low, asap.accuracy_diff_high),
-                f"speed-up vs teacher n={latency_n}": speedup,
-                "speed-up vs teacher n=model": asap["speedup_vs_teacher_nmodel"],
-                "equal-accuracy truncation": f"k={int(equal.iterations)}",
-                f"speed-up vs it n={latency_n}": equal[latency] / asap[latency],
-                f"time/softmax n={latency_n}": asap[f"time_vs_softmax_n{latency_n}"],
-                "claim reproduced": ("yes" if matches and speedup >= PAPER_SPEEDUP else "no")
-                if sensitive
-                else "untestable (insensitive)",
-            }
-        )
-    return pd.DataFrame(records).round(2).set_index(["task", "teacher"])
