@@ -16,6 +16,8 @@ import pytest
 
 from asap.dashboard import PANEL_KEYS, missing_keys
 from asap.report import build_report
+from asap.report.headline import main as recompute_headline
+from asap.results import FrontierPredictions, predictions_path
 from asap.tracking import JOB_TYPES, offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +138,8 @@ def test_mini_workflow_produces_every_output(mini_run):
     for name in (*tables, "compile_options_layers"):
         assert (figures / f"{name}.md").read_text().count("|") > 10
         assert "\\begin{table}" in (figures / f"{name}.tex").read_text()
+    assert recompute_headline([str(results), "--check", str(figures / "headline.md")]) == 0
+    assert FrontierPredictions.load(predictions_path(results / "bench/frontier/listops/sinkhorn/seed0.csv"))
     for name in ("frontier", "accuracy_sweeps", "dual_map_r2", "training_cost", "calibration_curve", "speed"):
         assert matplotlib.image.imread(figures / f"{name}.png").shape[0] > 100
         assert (figures / f"{name}.pdf").read_bytes().startswith(b"%PDF")

@@ -70,7 +70,7 @@ def build_report(results: str | Path, out: str | Path) -> list[Path]:
     if len(jobs):
         caption = "Workflow cost: wall time per rule (minutes, jobs run one at a time) and peak memory"
         written += tables.write_table(tables.workflow_cost_table(jobs), out / "workflow_cost", caption)
-    sources = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.suffix in {".json", ".csv"})
+    sources = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.suffix in {".json", ".csv", ".npz"})
     written.append(
         write_json_atomic(
             out / "provenance.json",
