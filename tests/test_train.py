@@ -163,3 +163,11 @@ def test_cli_mistakes_are_one_line_errors(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("asap compile: error:") and "is not an asap training checkpoint" in lines[-1]
     assert "weights_only" not in lines[-1] and "Traceback" not in "".join(lines)
+
+
+def test_records_name_checkpoints_relative_to_the_checkout(tmp_path, monkeypatch):
+    from asap.train.run import portable_path
+
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(tmp_path / "runs/x/best.ckpt") == "runs/x/best.ckpt"
+    assert portable_path("/elsewhere/best.ckpt") == "/elsewhere/best.ckpt"

@@ -96,6 +96,15 @@ def loggers_for(config: dict[str, Any], run_dir: Path, job_type: str = "train") 
     return loggers
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the working directory (the checkout the workflow runs in) when it lies inside it,
+    so that a committed record names no machine's directories; as given otherwise."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, data_dir: str | Path = "data") -> dict:
     """Fit, test the best checkpoint, and write the run record to ``result_path`` (atomically, last).
 
@@ -145,7 +154,10 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
             ),
         },
         "cost": {**costs, "device_type": module.device.type},
-        "checkpoints": {"best": str(checkpoint.best_model_path), "last": str(checkpoint.last_model_path)},
+        "checkpoints": {
+            "best": portable_path(checkpoint.best_model_path),
+            "last": portable_path(checkpoint.last_model_path),
+        },
         "num_parameters": sum(p.numel() for p in module.parameters()),
         "config": config,
         "provenance": provenance(),
