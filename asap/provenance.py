@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from asap.results import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,22 +82,13 @@ def provenance() -> dict[str, Any]:
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write JSON through a temporary file and a rename, so a crash never leaves a half-written result."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> Path:
     """A table as CSV, through a temporary file and a rename (as :func:`write_json_atomic`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def write_table(table: pd.DataFrame, path: str | Path, info: dict[str, Any]) -> Path:

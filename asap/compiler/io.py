@@ -10,6 +10,7 @@ from torch import nn
 
 from asap.models import create_model
 from asap.provenance import provenance
+from asap.results import write_atomic
 
 FORMAT = "asap-compiled/1"
 
@@ -17,18 +18,13 @@ FORMAT = "asap-compiled/1"
 def save_compiled(model: nn.Module, path: str | Path, model_args: dict[str, Any], metadata: dict[str, Any]) -> Path:
     """Write ``{format, model_args, state_dict, metadata + provenance}``; ``create_model(**model_args)`` rebuilds
     the architecture. Written to a temporary file and renamed, so a crash leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model_args": model_args,
         "state_dict": model.state_dict(),
         "metadata": {**metadata, "provenance": provenance()},
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_compiled(path: str | Path) -> dict[str, Any]:

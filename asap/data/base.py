@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from asap.data.tokenize import ByteTokenizer, SubwordTokenizer, pad
+from asap.results import write_atomic
 
 SPLITS = ("train", "val", "test")
 T = TypeVar("T")
@@ -22,10 +23,8 @@ T = TypeVar("T")
 def cached(path: Path, build: Callable[[], T]) -> T:
     """``torch.load(path)``, or ``build()`` saved to ``path`` first; written then renamed, so never half-written."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(build(), partial)
-        partial.replace(path)
+        value = build()
+        write_atomic(path, lambda tmp: torch.save(value, tmp))
     return torch.load(path)
 
 
