@@ -242,6 +242,17 @@ def test_frontier_slices_keep_the_operating_point_and_one_sided_choice_is_checke
         frontier_points(teacher, mnist.train_dataloader(), OperatingPoint(8, "random"), one_sided="some")
 
 
+def test_layer_call_takes_compiled_normalisers(teacher):
+    """The frontier times torch.compile'd teachers in the layer's place (an OptimizedModule has no truth value)."""
+    from asap.bench.frontier import layer_call, teacher_implementations
+
+    eager = teacher_implementations(teacher, compiled=False)["sinkhorn_flash"]
+    compiled = torch.compile(eager, backend="eager")  # dynamo's wrapper without inductor's compile time
+    torch.testing.assert_close(
+        layer_call(teacher, 12, 1, normaliser=compiled)(), layer_call(teacher, 12, 1, normaliser=eager)()
+    )
+
+
 def test_interleaved_rounds_time_one_block_per_case_per_round_and_check_the_noise_floor():
     from asap.bench.timing import NOISE_FLOOR_SUFFIX, interleaved_rounds
 

@@ -196,7 +196,7 @@ def layer_call(
     the model's heads and head dim (inference, no mask)."""
     layer = next(iter(attention_layers(model).values()))
     q, k, v = random_qkv(batch, layer.num_heads, seq_len, layer.head_dim, layer.qkv.weight.device, seed)
-    return partial(normaliser or layer.normaliser, q, k, v)
+    return partial(layer.normaliser if normaliser is None else normaliser, q, k, v)  # a compiled module has no bool()
 
 
 def timing_key(point: FrontierPoint, sides: str | None) -> str:
