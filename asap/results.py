@@ -131,11 +131,15 @@ class FrontierPredictions:
         if len(self.split_sha256) != 64:
             raise ValueError(f"predictions: split_sha256 must be 64 hex digits, got {self.split_sha256!r}")
 
-    def correct(self, variant: str) -> np.ndarray:
-        """Whether ``variant`` predicted each example's label (bool, (N,))."""
+    def classes(self, variant: str) -> np.ndarray:
+        """The class ``variant`` predicted for each example ((N,))."""
         if variant not in self.variants:
             raise KeyError(f"predictions: no variant {variant!r} (have {', '.join(self.variants)})")
-        return self.predicted[self.variants.index(variant)] == self.labels
+        return self.predicted[self.variants.index(variant)]
+
+    def correct(self, variant: str) -> np.ndarray:
+        """Whether ``variant`` predicted each example's label (bool, (N,))."""
+        return self.classes(variant) == self.labels
 
     def save(self, path: str | Path) -> Path:
         """Write compressed, atomically."""

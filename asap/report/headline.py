@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from asap.report.verdict import TeacherEvidence, Verdict, VerdictRule, compare_to_margin, decide
+from asap.report.verdict import TeacherEvidence, Verdict, VerdictRule, compare_to_margin, decide, points_text
 from asap.results import (
     FrontierPredictions,
     bench_table_paths,
@@ -89,10 +89,6 @@ def teacher_evidence(files: TeacherFiles, rule: VerdictRule) -> TeacherEvidence:
     )
 
 
-def _points(interval: tuple[float, float]) -> str:
-    return f"[{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]"
-
-
 def _speed(rounds: list[float], level: float) -> str:
     middle, low, high = median_interval(rounds, level)
     return f"{middle:.2f} [{low:.2f}, {high:.2f}]"
@@ -112,16 +108,14 @@ def truncation_columns(files: TeacherFiles, rule: VerdictRule, margin: float) ->
     the teacher reaches ASAP's (``k = T``, the teacher, when none does)."""
     predicted, keys = files.predictions, files.timings["keys"]
     truncations = files.table[files.table.family == "truncated"].sort_values("iterations")
-    teacher, asap = predicted.correct("teacher"), predicted.predicted[predicted.variants.index(OPERATING_POINT)]
-    teacher_classes = predicted.predicted[predicted.variants.index("teacher")]
-    asap_agreement = (asap == teacher_classes).mean()
+    teacher, teacher_classes = predicted.correct("teacher"), predicted.classes("teacher")
+    asap_agreement = (predicted.classes(OPERATING_POINT) == teacher_classes).mean()
     equivalent, matched = None, f"k={int(files.table.teacher_iterations.iloc[0])} (teacher)"
     for variant, iterations in zip(truncations.variant, truncations.iterations, strict=True):
         interval = paired_difference_interval(predicted.correct(variant), teacher, rule.level)
         if equivalent is None and compare_to_margin(*interval, margin) == "equivalent":
             equivalent = (variant, int(iterations))
-        classes = predicted.predicted[predicted.variants.index(variant)]
-        if (classes == teacher_classes).mean() >= asap_agreement and matched.endswith("(teacher)"):
+        if (predicted.classes(variant) == teacher_classes).mean() >= asap_agreement and matched.endswith("(teacher)"):
             matched = f"k={int(iterations)}"
     if equivalent is None:
         return {"cheapest equivalent truncation": "none", "speed-up vs it (n=model)": "",
@@ -165,12 +159,12 @@ def headline_row(files: TeacherFiles, rule: VerdictRule) -> tuple[dict[str, Any]
         "teacher acc %": f"{100 * numbers['teacher_acc']:.2f}",
         "constant %": f"{100 * evidence.constant_predictor_acc:.2f}",
         "learned p": f"{numbers['learned_p']:.1e}",
-        "softmax swap Δ pts": _points(numbers["softmax_swap_interval"]),
+        "softmax swap Δ pts": points_text(numbers["softmax_swap_interval"], unit=""),
         "ASAP point": f"L={int(point.slices)} {point.directions}, {point.fit}",
-        "ASAP Δ pts": _points(numbers["asap_interval"]),
+        "ASAP Δ pts": points_text(numbers["asap_interval"], unit=""),
         f"vs ±{100 * numbers['margin']:g}": numbers["asap_vs_margin"],
         f"vs ±{rule.reported_margin_points:g}": numbers["asap_vs_reported_margin"],
-        "no-map Δ pts": _points(numbers["no_map_interval"]),
+        "no-map Δ pts": points_text(numbers["no_map_interval"], unit=""),
         "strongest teacher (n)": model_n["strongest_teacher"],
         "speed-up (n)": _speed(model_n["speedup_rounds"], rule.speed_level),
         f"strongest teacher ({fixed})": at_fixed["strongest_teacher"],

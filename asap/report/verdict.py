@@ -183,14 +183,16 @@ def decide(evidence: TeacherEvidence, rule: VerdictRule) -> Verdict:
     if learned_p >= rule.learned_alpha:
         return verdict("untestable (not learned)", f"teacher vs constant predictor: p = {learned_p:.2g}")
     if compare_to_margin(*swap, margin) != "shown worse":
-        return verdict("untestable (attention not needed)", f"softmax swap {_points(swap)} not below -{_pts(margin)}")
+        return verdict(
+            "untestable (attention not needed)", f"softmax swap {points_text(swap)} not below -{_pts(margin)}"
+        )
     no_map_result = compare_to_margin(*no_map, margin)
     if no_map_result == "equivalent":
-        return verdict("vacuous", f"ASAP without its map {_points(no_map)} is within ±{_pts(margin)}")
+        return verdict("vacuous", f"ASAP without its map {points_text(no_map)} is within ±{_pts(margin)}")
     asap_result = numbers["asap_vs_margin"]
     speed_text = f"speed-up {speedup:.2f}x [{speed_low:.2f}, {speed_high:.2f}] vs {rule.claim_speedup}x"
     if asap_result == "shown worse":
-        return verdict("not reproduced (accuracy)", f"ASAP {_points(asap)} below -{_pts(margin)}")
+        return verdict("not reproduced (accuracy)", f"ASAP {points_text(asap)} below -{_pts(margin)}")
     if evidence.noise_floor_held and speed_high < rule.claim_speedup:
         return verdict("not reproduced (speed)", speed_text)
     if (
@@ -199,7 +201,7 @@ def decide(evidence: TeacherEvidence, rule: VerdictRule) -> Verdict:
         and no_map_result == "shown worse"
         and evidence.noise_floor_held
     ):
-        return verdict("reproduced", f"ASAP {_points(asap)} within ±{_pts(margin)}; {speed_text}")
+        return verdict("reproduced", f"ASAP {points_text(asap)} within ±{_pts(margin)}; {speed_text}")
     open_questions = []
     if asap_result != "equivalent":
         open_questions.append("accuracy")
@@ -209,12 +211,13 @@ def decide(evidence: TeacherEvidence, rule: VerdictRule) -> Verdict:
         open_questions.append("speed")
     if no_map_result != "shown worse":
         open_questions.append("no-map")
-    return verdict(f"undecided ({', '.join(open_questions)})", f"ASAP {_points(asap)}; {speed_text}")
+    return verdict(f"undecided ({', '.join(open_questions)})", f"ASAP {points_text(asap)}; {speed_text}")
 
 
 def _pts(fraction: float) -> str:
     return f"{100 * fraction:.2g} pts"
 
 
-def _points(interval: tuple[float, float]) -> str:
-    return f"[{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}] pts"
+def points_text(interval: tuple[float, float], unit: str = " pts") -> str:
+    """An interval of fractions in accuracy points: ``[-0.69, -0.30] pts``."""
+    return f"[{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]{unit}"
