@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.synced-$(shell python3 -c "import hashlib;print(hashlib.sha
 export WANDB_MODE ?= offline
 export UV_LINK_MODE ?= copy
 
-.PHONY: install test test-fast reproduce lint clean gpu-inputs gpu-piece test-slurm
+.PHONY: install test test-fast reproduce screen lint clean gpu-inputs gpu-piece test-slurm
 
 install: $(VENV_STAMP)
 
@@ -52,3 +52,6 @@ test-slurm: install
 
 clean:
 	rm -rf .venv .pytest_cache .snakemake
+
+screen: install  # the validation-only screen of candidate tasks (results/screen; hours on 2 cores)
+	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml screen --printshellcmds

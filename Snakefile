@@ -5,6 +5,7 @@
 
 import json
 import os
+from pathlib import Path
 import sys
 
 
@@ -122,6 +123,34 @@ rule all:
     input:
         FIGURES + "/provenance.json",
         RUN_ARTEFACTS,
+
+
+# The screen of candidate tasks (issue "teachers worth replacing"): validation only, run once before the default
+# tasks were chosen (`make screen`); not part of `all`. Its rows and table are committed under results/screen.
+SCREEN = "results/screen"
+SCREEN_CANDIDATES = sorted(p.stem for p in Path(workflow.basedir, "experiments", "screen").glob("*.yaml"))
+
+
+rule screen:
+    input:
+        expand(SCREEN + "/{candidate}.json", candidate=SCREEN_CANDIDATES),
+    output:
+        SCREEN + "/screen.csv",
+        SCREEN + "/screen.md",
+    shell:
+        ASAP + " screen {input} --table {output[0]}"
+
+
+rule screen_candidate:
+    input:
+        os.path.join(workflow.basedir, "experiments", "screen", "{candidate}.yaml"),
+    output:
+        SCREEN + "/{candidate}.json",
+    log:
+        SCREEN + "/logs/{candidate}.log",
+    threads: THREADS
+    shell:
+        ASAP + " screen {input} --out {output} --runs-dir runs/screen --data-dir " + DATA + " > {log} 2>&1"
 
 
 rule data:

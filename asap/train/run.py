@@ -105,11 +105,19 @@ def portable_path(path: str | Path) -> str:
         return str(path)
 
 
-def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, data_dir: str | Path = "data") -> dict:
+def train(
+    config: dict[str, Any],
+    run_dir: str | Path,
+    result_path: str | Path,
+    data_dir: str | Path = "data",
+    evaluate_test: bool = True,
+) -> dict:
     """Fit, test the best checkpoint, and write the run record to ``result_path`` (atomically, last).
 
     ``run_dir`` receives checkpoints (``best.ckpt``, ``last.ckpt``) and logs; it is cleared first, so an
-    interrupted run restarts cleanly and only a finished run has a record.
+    interrupted run restarts cleanly and only a finished run has a record. With ``evaluate_test=False``
+    (screening a task, :mod:`asap.bench.screen`) the test split is never evaluated: the record's metrics are
+    the validation split's, and its constant predictor is scored on validation.
     """
     validate_config(config)
     run_dir = Path(run_dir)
@@ -136,23 +144,22 @@ def train(config: dict[str, Any], run_dir: str | Path, result_path: str | Path, 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_wall_s = time.perf_counter() - start
-    (test,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+    metrics: dict[str, float] = {}
+    if evaluate_test:
+        (test,) = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+        metrics = {"test_acc": test["test/acc"], "test_loss": test["test/loss"]}
+    metrics["best_val_acc"] = float(checkpoint.best_model_score)
+    scored = datamodule.datasets["test" if evaluate_test else "val"]
+    metrics["constant_predictor_acc"] = constant_predictor_accuracy(datamodule.datasets["train"], scored)
     costs = {**cost.summary(), "train_wall_s": train_wall_s}
     finish_logger_runs(loggers, summary={f"cost/{key}": value for key, value in costs.items()})
 
-    online = online_asap(module.model, datamodule) if online_layers(module.model) else None
+    online = online_asap(module.model, datamodule) if evaluate_test and online_layers(module.model) else None
     record = {
         "task": config["task"],
         "variant": config["variant"],
         "seed": config["seed"],
-        "metrics": {
-            "test_acc": test["test/acc"],
-            "test_loss": test["test/loss"],
-            "best_val_acc": float(checkpoint.best_model_score),
-            "constant_predictor_acc": constant_predictor_accuracy(
-                datamodule.datasets["train"], datamodule.datasets["test"]
-            ),
-        },
+        "metrics": metrics,
         "cost": {**costs, "device_type": module.device.type},
         "checkpoints": {
             "best": portable_path(checkpoint.best_model_path),
