@@ -290,11 +290,14 @@ rule speed:
         model_seq_lens=numbers(SPEED["model_seq_lens"]),
         compiled=lambda wildcards: f"--compiled-seq-lens {numbers(SPEED['compiled_seq_lens'])}"
         if wildcards.mode == "inference" and SPEED.get("compiled_seq_lens") else "",
+        thread_seq_lens=lambda wildcards: f"--thread-seq-lens {numbers(SPEED['thread_seq_lens'][wildcards.mode])}"
+        if SPEED.get("thread_seq_lens") else "",
         long=f"--long-seq-lens {numbers(SPEED['long_seq_lens'])} --long-batch {SPEED['long_batch']}"
         f" --long-heads {SPEED['long_heads']}" if SPEED.get("long_seq_lens") else "",
     shell:
         ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS + " " + GROUP
         + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens} {params.long} {params.compiled}"
+        + " {params.thread_seq_lens}"
         + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
 
 

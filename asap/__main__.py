@@ -457,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind, text in (
         ("seq_lens", int, "n"),
         ("threads", int, "one sweep per thread count"),
+        ("thread_seq_lens", int, "n of the sweeps after the first thread count"),
         ("model_seq_lens", int, "n at the compiled models' shapes"),
         ("compiled_seq_lens", int, "n with torch.compile rows too"),
         ("long_seq_lens", int, "n for the streaming methods only"),

@@ -295,3 +295,32 @@ def test_every_teacher_implementation_computes_the_teacher(teacher):
     reference = layer.normaliser(q, k, v)
     for name, normaliser in implementations.items():
         torch.testing.assert_close(normaliser(q, k, v), reference, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_speed_benchmark_times_later_thread_counts_at_their_lengths_only(tmp_path, monkeypatch):
+    import functools
+
+    import pandas as pd
+
+    from asap.bench import speed
+
+    calls = []
+
+    @functools.wraps(speed.speed_sweep)  # keeps the signature, whose defaults speed_benchmark reads
+    def sweep(**options):  # what each sweep is asked to time
+        calls.append({key: options[key] for key in ("threads", "seq_lens", "measure_memory", "compiled_seq_lens")})
+        return pd.DataFrame({"seq_len": options["seq_lens"], "latency_runs_ms": [[1.0]] * len(options["seq_lens"])})
+
+    monkeypatch.setattr(speed, "speed_sweep", sweep)
+    from asap.bench.run import speed_benchmark
+
+    speed_benchmark(tmp_path / "s.csv", threads=(1, 2), thread_seq_lens=[32], seq_lens=[16, 32], compiled_seq_lens=[32])
+    assert calls == [
+        {"threads": 1, "seq_lens": [16, 32], "measure_memory": True, "compiled_seq_lens": [32]},
+        {"threads": 2, "seq_lens": [32], "measure_memory": False, "compiled_seq_lens": []},
+    ]
+    calls.clear()
+    speed_benchmark(tmp_path / "s.csv", threads=(1, 2), seq_lens=[16, 32])
+    assert [call["seq_lens"] for call in calls] == [[16, 32], [16, 32]], "without thread_seq_lens: every n"
+    with pytest.raises(ValueError, match="thread_seq_lens \\[64\\] must be among the seq_lens"):
+        speed_benchmark(tmp_path / "s.csv", threads=(1, 2), thread_seq_lens=[64], seq_lens=[16, 32])

@@ -66,3 +66,14 @@ def test_a_tiny_screen_trains_both_variants_and_never_evaluates_test(tmp_path, m
     assert table["candidate"].tolist() == ["tiny_listops"]
     assert "tiny_listops" in (tmp_path / "screen/screen.md").read_text()
     assert (tmp_path / "screen/screen.provenance.json").exists()
+
+
+def test_the_table_applies_the_committed_task_margins(tmp_path):
+    rows = []
+    for task in ("reuters_r8", "mnist"):  # R8 has a registered 1-point margin, MNIST the default 0.5
+        row = {**PASSING, "candidate": task, "task": task, "swap_high": -0.7, "swap_shown_worse": True}
+        rows.append(tmp_path / f"{task}.json")
+        rows[-1].write_text(json.dumps({"row": row}))
+    table = screen_table(rows, tmp_path / "screen.csv", VerdictRule.load()).set_index("task")
+    assert table.loc["reuters_r8", "margin_points"] == 1.0 and not table.loc["reuters_r8", "swap_shown_worse"]
+    assert table.loc["mnist", "margin_points"] == 0.5 and table.loc["mnist", "decidable"]

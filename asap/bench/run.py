@@ -188,6 +188,7 @@ def speed_benchmark(
     raw: str | Path | None = None,
     training: bool = False,
     threads: Sequence[int] = (1,),
+    thread_seq_lens: Sequence[int] | None = None,
     operating_points: Sequence[str | Path] = (),
     model_seq_lens: Sequence[int] = (1024,),
     compiled_seq_lens: Sequence[int] = (),
@@ -198,7 +199,9 @@ def speed_benchmark(
     **sweep: Any,
 ) -> pd.DataFrame:
     """Latency and peak memory of every method against n (:func:`asap.bench.speed.speed_sweep`, which takes
-    ``sweep``: any of :data:`SWEEP_OPTIONS`), one sweep per thread count; at ``long_seq_lens`` the streaming
+    ``sweep``: any of :data:`SWEEP_OPTIONS`), one sweep per thread count (the first at every n, the others at
+    ``thread_seq_lens`` only when given, without memory or compiled rows: a second thread count answers how a
+    method scales at one n, and repeating the whole sweep doubles its cost); at ``long_seq_lens`` the streaming
     methods only (at a small batch); at inference, the compiled models' shapes too (``operating_points``: the
     JSON of ``asap compile``). ``raw`` keeps every timed repeat. ``device`` defaults to CUDA when there is one."""
     import inspect
@@ -214,16 +217,21 @@ def speed_benchmark(
     options = {name: sweep.get(name, parameters[name].default) for name in SWEEP_OPTIONS}
     options["seq_lens"] = list(options["seq_lens"])
     options["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tables = [
-        speed_sweep(
-            training=training,
-            threads=count,
-            measure_memory=index == 0,
-            compiled_seq_lens=[] if training else compiled_seq_lens,
-            **options,
+    if thread_seq_lens is not None and not set(thread_seq_lens) <= set(options["seq_lens"]):
+        raise ValueError(f"thread_seq_lens {list(thread_seq_lens)} must be among the seq_lens {options['seq_lens']}")
+    tables = []
+    for index, count in enumerate(threads):
+        first = index == 0  # the full sweep, with memory and the compiled rows
+        seq_lens = options["seq_lens"] if first or thread_seq_lens is None else list(thread_seq_lens)
+        tables.append(
+            speed_sweep(
+                training=training,
+                threads=count,
+                measure_memory=first,
+                compiled_seq_lens=compiled_seq_lens if first and not training else [],
+                **{**options, "seq_lens": seq_lens},
+            )
         )
-        for index, count in enumerate(threads)
-    ]
     shapes = []
     if long_seq_lens:  # lengths where only the streaming methods fit
         label = f"long (B={long_batch}, H={long_heads})"

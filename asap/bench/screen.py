@@ -60,6 +60,12 @@ def screen_checks(row: dict[str, Any], margin_points: float, learned_alpha: floa
     return {**checks, "decidable": all(checks.values())}
 
 
+def checks_under(row: dict[str, Any], rule: VerdictRule) -> dict[str, Any]:
+    """The row's task margin under ``rule`` (points) and :func:`screen_checks` with it."""
+    margin_points = 100 * rule.margin(row["task"])
+    return {"margin_points": margin_points, **screen_checks(row, margin_points, rule.learned_alpha)}
+
+
 def load_candidate(path: str | Path) -> dict[str, Any]:
     """The candidate's task config; it must name its reference and configure the screened variants."""
     config = yaml.safe_load(Path(path).read_text())
@@ -117,14 +123,17 @@ def screen_candidate(
         "train_s_softmax": records["softmax"]["cost"]["train_wall_s"],
         "train_s_sinkhorn": records["sinkhorn"]["cost"]["train_wall_s"],
     }
-    row.update(screen_checks(row, rule.task_margin_points.get(row["task"], rule.margin_points), rule.learned_alpha))
+    row.update(checks_under(row, rule))
     write_json_atomic(result_path, {"row": row, "config": task_config, "provenance": provenance()})
     return row
 
 
-def screen_table(rows: list[str | Path], table_path: str | Path) -> pd.DataFrame:
-    """The screen table of every candidate's JSON row, written as CSV (with provenance) and Markdown beside it."""
-    table = pd.DataFrame([json.loads(Path(path).read_text())["row"] for path in rows])
+def screen_table(rows: list[str | Path], table_path: str | Path, rule: VerdictRule | None = None) -> pd.DataFrame:
+    """The screen table of every candidate's JSON row, its checks recomputed under the committed ``rule`` (a task
+    margin registered after a row was written applies), written as CSV (with provenance) and Markdown beside it."""
+    rule = rule or VerdictRule.load()
+    records = [json.loads(Path(path).read_text())["row"] for path in rows]
+    table = pd.DataFrame([{**row, **checks_under(row, rule)} for row in records])
     write_table(table, table_path, {"candidates": [str(path) for path in rows]})
     markdown = table.to_markdown(index=False, floatfmt=".4g") + "\n"
     write_atomic(Path(table_path).with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown))
