@@ -324,3 +324,18 @@ def test_speed_benchmark_times_later_thread_counts_at_their_lengths_only(tmp_pat
     assert [call["seq_lens"] for call in calls] == [[16, 32], [16, 32]], "without thread_seq_lens: every n"
     with pytest.raises(ValueError, match="thread_seq_lens \\[64\\] must be among the seq_lens"):
         speed_benchmark(tmp_path / "s.csv", threads=(1, 2), thread_seq_lens=[64], seq_lens=[16, 32])
+
+
+@pytest.mark.parametrize("pool, extra", [("mean", 0), ("cls", 1)])
+def test_model_sequence_length_counts_the_class_token(tmp_path, pool, extra):
+    from asap.bench.run import model_sequence_length
+    from asap.data import create_datamodule
+    from asap.models.text import TextClassifier
+
+    data = create_datamodule(
+        "listops", data_dir=tmp_path, batch_size=4, train_size=8, val_size=4, test_size=12, min_len=16, max_len=40
+    )
+    data.setup()
+    widths = sorted(tokens.shape[1] for tokens, _ in data.test_dataloader())
+    model = TextClassifier(data.vocab_size, data.max_len, data.num_classes, embed_dim=8, num_heads=1, pool=pool)
+    assert model_sequence_length(model, data) == widths[len(widths) // 2] + extra

@@ -19,11 +19,12 @@ from asap.results import predictions_path, timings_path
 
 
 def model_sequence_length(model: nn.Module, datamodule) -> int:
-    """Tokens the model attends over: patches (+ class token) for a ViT, the median batch width for text."""
+    """Tokens the model attends over: patches (+ class token) for a ViT, the median test-batch width (+ class
+    token) for text."""
     if datamodule.modality == "vision":
         return model.patch_embed.num_patches + model.num_prefix_tokens
     widths = [batch[0].shape[1] for batch in datamodule.test_dataloader()]
-    return int(sorted(widths)[len(widths) // 2])
+    return int(sorted(widths)[len(widths) // 2]) + (getattr(model, "cls_token", None) is not None)
 
 
 def online_student(checkpoint: str | Path, teacher: nn.Module, data_dir: str | Path = "data") -> nn.Module:
