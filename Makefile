@@ -53,5 +53,5 @@ test-slurm: install
 clean:
 	rm -rf .venv .pytest_cache .snakemake
 
-screen: install  # the validation-only screen of candidate tasks (results/screen; hours on 2 cores)
+screen: install  # the validation-only screen of candidate tasks (results/default/screen; ~1 h on 2 cores)
 	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml screen --printshellcmds

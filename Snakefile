@@ -125,9 +125,9 @@ rule all:
         RUN_ARTEFACTS,
 
 
-# The screen of candidate tasks (issue "teachers worth replacing"): validation only, run once before the default
-# tasks were chosen (`make screen`); not part of `all`. Its rows and table are committed under results/screen.
-SCREEN = "results/screen"
+# The screen of candidate tasks (issue "teachers worth replacing"): validation only, run before the default tasks
+# are chosen (`make screen`); a target of its own, not part of `all`. Rows, run records and table: RESULTS/screen.
+SCREEN = RESULTS + "/screen"
 SCREEN_CANDIDATES = sorted(p.stem for p in Path(workflow.basedir, "experiments", "screen").glob("*.yaml"))
 
 
@@ -145,12 +145,13 @@ rule screen_candidate:
     input:
         os.path.join(workflow.basedir, "experiments", "screen", "{candidate}.yaml"),
     output:
-        SCREEN + "/{candidate}.json",
+        row=SCREEN + "/{candidate}.json",
+        records=expand(SCREEN + "/{{candidate}}/{variant}.json", variant=["softmax", "sinkhorn"]),
     log:
         SCREEN + "/logs/{candidate}.log",
     threads: THREADS
     shell:
-        ASAP + " screen {input} --out {output} --runs-dir runs/screen --data-dir " + DATA + " > {log} 2>&1"
+        ASAP + " screen {input} --out {output.row} --runs-dir " + RUNS + "/screen --data-dir " + DATA + " > {log} 2>&1"
 
 
 rule data:

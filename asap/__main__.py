@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         "screen", help="screen a candidate task on validation (experiments/screen/<candidate>.yaml), or tabulate"
     )
     screen.add_argument("candidates", nargs="+", help="one candidate config, or with --table the rows' JSONs")
-    screen.add_argument("--out", help="the candidate's row, e.g. results/screen/<candidate>.json")
+    screen.add_argument("--out", help="the candidate's row, e.g. results/default/screen/<candidate>.json")
     screen.add_argument("--table", help="write the screen table of the given rows (CSV and Markdown)")
     screen.add_argument("--runs-dir", default="runs/screen", help="checkpoints and logs (default: runs/screen)")
     screen.add_argument("--data-dir", default="data", help="data cache (default: data)")
