@@ -265,12 +265,15 @@ def test_interleaved_rounds_time_one_block_per_case_per_round_and_check_the_nois
     assert calls[4:] == ["a", "b", "b", "a"] * 7 + ["a", "b"], "each round one block per case, starts rotating"
     assert len(times.ratio_rounds("a", "b")) == 15 and len(times.load_before) == 3
 
-    # a noise-floor pair whose second copy is always twice as slow fails, reruns once, and says so
+    # a noise-floor pair whose second copy is always twice as slow fails, reruns once, and says so. Each attempt
+    # makes 4 warm-up and sizing calls, then rounds alternate (x, x#) and (x#, x), one call per block: calls
+    # 1 and 2 of every 4 are the copy's, so it is the slow one in every round (and in every attempt).
     state = {"calls": 0}
 
     def uneven():
+        slow = state["calls"] % 4 in (1, 2)
         state["calls"] += 1
-        time.sleep(0.002 if state["calls"] % 2 else 0.004)
+        time.sleep(0.004 if slow else 0.002)
 
     times = interleaved_rounds({"x": uneven}, rounds=4, block_s=0.0, noise_floor="x", progress=False)
     assert "x" + NOISE_FLOOR_SUFFIX in times.rounds_ms and times.noise_floor_attempts == 2
