@@ -329,7 +329,7 @@ def test_speed_benchmark_times_later_thread_counts_at_their_lengths_only(tmp_pat
         speed_benchmark(tmp_path / "s.csv", threads=(1, 2), thread_seq_lens=[64], seq_lens=[16, 32])
 
 
-@pytest.mark.parametrize("pool, extra", [("mean", 0), ("cls", 1)])
+@pytest.mark.parametrize("pool, extra", [("mean", 0), ("cls", 1), ("first", 0)])
 def test_model_sequence_length_counts_the_class_token(tmp_path, pool, extra):
     from asap.bench.run import model_sequence_length
     from asap.data import create_datamodule

@@ -55,7 +55,7 @@ def test_text_encoder_forward_backward_with_padding(variant):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("pool", ["mean", "cls"])
+@pytest.mark.parametrize("pool", ["mean", "cls", "first"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_text_encoder_ignores_padding(variant, pool):
     """Logits of a padded sequence equal those of the same sequence alone, for every variant and pooling."""

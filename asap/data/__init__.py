@@ -15,6 +15,7 @@ from asap.data.hub import CIFAR10, CIFAR100, IMDB, AGNews, CatsDogs, DBpedia14, 
 from asap.data.listops import ListOps
 from asap.data.mnist import MNIST
 from asap.data.orange_text import Newsgroups, ReutersR8, ReutersR52
+from asap.data.recall import AssociativeRecall
 from asap.data.rotten_tomatoes import RottenTomatoes
 from asap.data.tokenize import PAD, ByteTokenizer, SubwordTokenizer
 from asap.data.tweets import Tweets
@@ -30,6 +31,7 @@ TASKS: dict[str, type[ClassificationDataModule]] = {
         ReutersR8,
         ReutersR52,
         ListOps,
+        AssociativeRecall,
         CIFAR10,
         CIFAR100,
         FashionMNIST,

@@ -18,7 +18,8 @@ class TextClassifier(nn.Module):
 
     Token id 0 is padding: padded tokens are masked out of every attention layer and of the pooling.
     ``pool="mean"`` averages the valid tokens; ``pool="cls"`` prepends a learned class token and reads it out,
-    as LRA does for ListOps, where the answer hinges on a few tokens that a mean would dilute.
+    as LRA does for ListOps, where the answer hinges on a few tokens that a mean would dilute; ``pool="first"``
+    reads out the first input token, for tasks that put their question there (associative recall's query).
     """
 
     def __init__(
@@ -36,8 +37,9 @@ class TextClassifier(nn.Module):
         pool: str = "mean",
     ) -> None:
         super().__init__()
-        if pool not in ("mean", "cls"):
-            raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
+        if pool not in ("mean", "cls", "first"):
+            raise ValueError(f"pool must be 'mean', 'cls' or 'first', got {pool!r}")
+        self.pool = pool
         self.max_len = max_len
         self.token_embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02) if pool == "cls" else None
@@ -69,7 +71,7 @@ class TextClassifier(nn.Module):
         for block in self.blocks:
             x = block(x, attn_mask=mask)
         x = self.norm(x)
-        if self.cls_token is not None:
+        if self.pool != "mean":  # the class token, or the first input token
             return self.head(x[:, 0])
         weights = valid.unsqueeze(-1).to(x.dtype)
         return self.head((x * weights).sum(dim=1) / weights.sum(dim=1))
