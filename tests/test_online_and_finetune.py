@@ -1,6 +1,7 @@
 """Maps learned while the teacher trains, and the fine-tune after compile (tiny end-to-end runs)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,3 +131,24 @@ def test_finetune_resumes_from_a_compiled_file_and_trains_what_it_says(runs, par
         assert changed == maps, f"only the maps may change, not {sorted(changed - maps)[:3]}"
     else:
         assert any("qkv" in key for key in changed), "a full fine-tune trains the attention projections too"
+
+
+def test_weights_only_checkpoint_is_the_same_teacher_and_a_changed_one_is_refused(runs, tmp_path, data_dir, capsys):
+    from asap.train import load_teacher
+    from asap.train.checkpoint import WEIGHTS_KEYS, file_sha256, weights_record_path
+
+    best, out = runs["sinkhorn"]["checkpoints"]["best"], tmp_path / "weights" / "seed3.ckpt"
+    main(["weights", "--checkpoint", str(best), "--out", str(out)])
+    record = json.loads(weights_record_path(out).read_text())
+    assert record["sha256"] == file_sha256(out) and record["bytes"] == out.stat().st_size
+    assert sorted(torch.load(out, weights_only=True)) == sorted(WEIGHTS_KEYS)
+    assert out.stat().st_size < 0.6 * Path(best).stat().st_size, "optimiser state dropped"
+    full, slim = load_teacher(best, data_dir), load_teacher(out, data_dir)
+    tokens, _ = next(iter(full.datamodule.test_dataloader()))
+    assert torch.equal(full.model(tokens), slim.model(tokens)) and slim.run == full.run
+    out.write_bytes(out.read_bytes() + b"\0")  # one byte more: no longer the committed file
+    with pytest.raises(ValueError, match="does not match its record"):
+        load_teacher(out, data_dir)
+    with pytest.raises(SystemExit):
+        main(["compile", "--checkpoint", str(out), "--out", str(tmp_path / "x.pt")])
+    assert "does not match its record" in capsys.readouterr().err.strip().splitlines()[-1]

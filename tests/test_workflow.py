@@ -61,6 +61,32 @@ def test_dry_run(profile, trains, teachers, finetunes, tmp_path):
     assert counts.get("finetune", 0) == finetunes
 
 
+def test_committed_weights_replace_training_and_reproduce_all_writes_them(tmp_path):
+    """With ``weights: DIR`` a run trains nothing and reads the teachers' committed weights (and their records);
+    ``retrain=True`` trains every run and writes the weights of the teachers and their online twins."""
+    mini = ["--cores", "2", "--configfile", str(ROOT / "experiments/mini.yaml")]
+    weights = tmp_path / "weights"
+    result = snakemake("-n", *mini, "--config", f"weights={weights}", "retrain=True", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 4 and counts["weights"] == 2 and counts["compile"] == 1  # sinkhorn and its twin
+    result = snakemake("-n", *mini, "--config", f"weights={weights}", cwd=tmp_path)
+    assert result.returncode != 0 and "MissingInputException" in result.stderr + result.stdout
+    assert f"{weights}/listops/sinkhorn/seed0.ckpt" in result.stderr + result.stdout
+    for variant in ("sinkhorn", "sinkhorn_online"):
+        for suffix in (".ckpt", ".json"):
+            (weights / "listops" / variant / f"seed0{suffix}").parent.mkdir(parents=True, exist_ok=True)
+            (weights / "listops" / variant / f"seed0{suffix}").write_text("{}")
+    for variant in ("softmax", "sinkhorn", "sliced", "sinkhorn_online"):
+        record = tmp_path / "results/mini/train/listops" / variant / "seed0.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("{}")
+    result = snakemake("-n", *mini, "--config", f"weights={weights}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout)
+    assert "train" not in counts and "weights" not in counts and counts["compile"] == counts["frontier"] == 1
+
+
 def test_slurm_profile_dry_run(tmp_path):
     result = snakemake(
         "-n",
@@ -180,7 +206,10 @@ def test_every_committed_result_is_a_declared_workflow_output(tmp_path):
         configfile = ROOT / f"experiments/{profile}.yaml"
         assert configfile.exists(), f"results/{profile} belongs to no workflow profile"
         targets = ("all", "screen")  # the screen of candidate tasks is a target of its own, outside all
-        summary = snakemake(*targets, "-n", "--summary", "--cores", "2", "--configfile", str(configfile), cwd=tmp_path)
+        summary = snakemake(  # retrain: a profile with committed weights declares its training records so
+            *targets, "-n", "--summary", "--cores", "2", "--configfile", str(configfile), "--config", "retrain=True",
+            cwd=tmp_path,
+        )
         assert summary.returncode == 0, summary.stderr[-2000:]
         for line in summary.stdout.splitlines()[1:]:
             fields = line.split("\t")
