@@ -29,6 +29,7 @@ BENCH = config["bench"]
 SPEED = config["speed"]
 
 sys.path.insert(0, workflow.basedir)  # read the task configs with the package's own rules
+from asap.results import weights_record_path  # noqa: E402
 from asap.train.config import load_task_config, variant_entry  # noqa: E402
 
 
@@ -89,7 +90,7 @@ TRAIN_RECORD = RESULTS + "/train/{task}/{variant}/seed{seed}.json"
 WEIGHTS = config.get("weights")
 RETRAIN = WEIGHTS is None or bool(config.get("retrain", False))
 TEACHER_CHECKPOINT = WEIGHTS + "/{task}/{variant}/seed{seed}.ckpt" if WEIGHTS else RUN_CHECKPOINT
-TEACHER_CHECKPOINT_RECORD = [TEACHER_CHECKPOINT.removesuffix(".ckpt") + ".json"] if WEIGHTS else []
+TEACHER_CHECKPOINT_RECORD = [str(weights_record_path(TEACHER_CHECKPOINT))] if WEIGHTS else []
 CALIBRATION_REPORT = RESULTS + "/compile/{task}/{variant}/seed{seed}.csv"
 OPERATING_POINT = RESULTS + "/compile/{task}/{variant}/seed{seed}.operating_point.json"
 FRONTIER_TABLE = RESULTS + "/bench/frontier/{task}/{variant}/seed{seed}.csv"

@@ -48,6 +48,11 @@ def timings_path(table: str | Path) -> Path:
     return Path(table).with_suffix(TIMINGS_SUFFIX)
 
 
+def weights_record_path(weights: str | Path) -> Path:
+    """The record beside a weights-only checkpoint (its sha256 and provenance): ``seed0.ckpt`` -> ``seed0.json``."""
+    return Path(weights).with_suffix(".json")
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """``write(tmp)`` into a temporary file beside ``path``, then a rename: a crash never leaves half a file."""
     path = Path(path)

@@ -134,13 +134,15 @@ def test_finetune_resumes_from_a_compiled_file_and_trains_what_it_says(runs, par
 
 
 def test_weights_only_checkpoint_is_the_same_teacher_and_a_changed_one_is_refused(runs, tmp_path, data_dir, capsys):
+    from asap.data.wheels import sha256sum
+    from asap.results import weights_record_path
     from asap.train import load_teacher
-    from asap.train.checkpoint import WEIGHTS_KEYS, file_sha256, weights_record_path
+    from asap.train.checkpoint import WEIGHTS_KEYS
 
     best, out = runs["sinkhorn"]["checkpoints"]["best"], tmp_path / "weights" / "seed3.ckpt"
     main(["weights", "--checkpoint", str(best), "--out", str(out)])
     record = json.loads(weights_record_path(out).read_text())
-    assert record["sha256"] == file_sha256(out) and record["bytes"] == out.stat().st_size
+    assert record["sha256"] == sha256sum(out) and record["bytes"] == out.stat().st_size
     assert sorted(torch.load(out, weights_only=True)) == sorted(WEIGHTS_KEYS)
     assert out.stat().st_size < 0.6 * Path(best).stat().st_size, "optimiser state dropped"
     full, slim = load_teacher(best, data_dir), load_teacher(out, data_dir)

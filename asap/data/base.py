@@ -216,6 +216,42 @@ class ClassificationDataModule(L.LightningDataModule):
         return self._loader("test")
 
 
+class GeneratedDataModule(ClassificationDataModule):
+    """A task generated locally: each split from its own seeded stream (``"{task}-{split}-{split_seed}"``), so
+    changing one split's size leaves the others unchanged, and cached once under ``data_dir/<task>/`` in a file
+    named by the sizes and :meth:`cache_key`. ``train_size``/``val_size``/``test_size`` are the numbers generated.
+
+    Subclasses implement :meth:`cache_key`, :meth:`generate` and :meth:`dataset`.
+    """
+
+    def cache_key(self) -> str:
+        """The generator's options, as they name the cache file (e.g. ``len128-512_share0.15``)."""
+        raise NotImplementedError
+
+    def generate(self, size: int, seed: str) -> Any:
+        """``size`` samples of one split from the stream ``seed``, in a form ``torch.save`` keeps."""
+        raise NotImplementedError
+
+    def dataset(self, samples: Any) -> Dataset:
+        """The dataset of one split's generated samples."""
+        raise NotImplementedError
+
+    @property
+    def cache_path(self) -> Path:
+        sizes = "-".join(str(self.sizes[split]) for split in SPLITS)
+        return self.data_dir / self.task / f"seed{self.split_seed}_n{sizes}_{self.cache_key()}.pt"
+
+    def _generate_splits(self) -> dict[str, Any]:
+        return {split: self.generate(self.sizes[split], f"{self.task}-{split}-{self.split_seed}") for split in SPLITS}
+
+    def prepare_data(self) -> None:
+        cached(self.cache_path, self._generate_splits)
+
+    def load_splits(self) -> dict[str, Dataset]:
+        splits = cached(self.cache_path, self._generate_splits)
+        return {split: self.dataset(samples) for split, samples in splits.items()}
+
+
 class VisionDataModule(ClassificationDataModule):
     """Batches ``(images float (B, C, H, W) normalised by the class's mean/std, labels long (B,))``."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from asap.data.base import SPLITS, ClassificationDataModule, TokenDataset, cached, collate_tokens
+from asap.data.base import GeneratedDataModule, TokenDataset, collate_tokens
 from asap.data.tokenize import SubwordTokenizer
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -92,7 +92,7 @@ def generate_listops(
     return texts, labels
 
 
-class ListOps(ClassificationDataModule):
+class ListOps(GeneratedDataModule):
     """Batches ``(tokens long (B, L) padded with 0, labels long (B,))``; ``vocab_size`` 16, 10 classes.
 
     Args:
@@ -120,27 +120,12 @@ class ListOps(ClassificationDataModule):
         self.min_len, self.max_len, self.max_label_share = min_len, max_len, max_label_share
         self.tokenizer = SubwordTokenizer.words(VOCAB)
 
-    @property
-    def cache_path(self) -> Path:
-        sizes = "-".join(str(self.sizes[split]) for split in SPLITS)
-        name = f"seed{self.split_seed}_n{sizes}_len{self.min_len}-{self.max_len}_share{self.max_label_share}.pt"
-        return self.data_dir / "listops" / name
+    def cache_key(self) -> str:
+        return f"len{self.min_len}-{self.max_len}_share{self.max_label_share}"
 
-    def _generate(self) -> dict[str, tuple[list[str], list[int]]]:
-        return {
-            split: generate_listops(
-                self.sizes[split],
-                f"listops-{split}-{self.split_seed}",
-                self.min_len,
-                self.max_len,
-                self.max_label_share,
-            )
-            for split in SPLITS
-        }
+    def generate(self, size: int, seed: str) -> tuple[list[str], list[int]]:
+        return generate_listops(size, seed, self.min_len, self.max_len, self.max_label_share)
 
-    def prepare_data(self) -> None:
-        cached(self.cache_path, self._generate)
-
-    def load_splits(self) -> dict[str, Dataset]:
-        splits = cached(self.cache_path, self._generate)
-        return {split: TokenDataset(self.tokenizer.encode(x, self.max_len), y) for split, (x, y) in splits.items()}
+    def dataset(self, samples: tuple[list[str], list[int]]) -> Dataset:
+        texts, labels = samples
+        return TokenDataset(self.tokenizer.encode(texts, self.max_len), labels)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from asap.data.base import SPLITS, ClassificationDataModule, TokenDataset, cached, collate_tokens
+from asap.data.base import GeneratedDataModule, TokenDataset, collate_tokens
 
 
 def recall_vocab_size(num_keys: int, num_classes: int) -> int:
@@ -63,7 +63,7 @@ def generate_recall(
     return torch.from_numpy(tokens).long(), torch.from_numpy(labels).long()
 
 
-class AssociativeRecall(ClassificationDataModule):
+class AssociativeRecall(GeneratedDataModule):
     """Batches ``(tokens long (B, length), labels long (B,))``; see the module docstring.
 
     Args:
@@ -87,33 +87,17 @@ class AssociativeRecall(ClassificationDataModule):
         num_classes: int = 10,
         **kwargs: Any,
     ):
-        super().__init__(data_dir, **kwargs)
-        self.generated_sizes = {"train": train_size, "val": val_size, "test": test_size}
+        super().__init__(data_dir, train_size=train_size, val_size=val_size, test_size=test_size, **kwargs)
         self.length, self.num_keys, self.num_classes = length, num_keys, num_classes
         self.max_len = length
         self.vocab_size = recall_vocab_size(num_keys, num_classes)
 
-    @property
-    def cache_path(self) -> Path:
-        sizes = "-".join(str(self.generated_sizes[split]) for split in SPLITS)
-        name = f"seed{self.split_seed}_n{sizes}_len{self.length}_k{self.num_keys}_v{self.num_classes}.pt"
-        return self.data_dir / "recall" / name
+    def cache_key(self) -> str:
+        return f"len{self.length}_k{self.num_keys}_v{self.num_classes}"
 
-    def _generate(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {
-            split: generate_recall(
-                self.generated_sizes[split],
-                f"recall-{split}-{self.split_seed}",
-                self.length,
-                self.num_keys,
-                self.num_classes,
-            )
-            for split in SPLITS
-        }
+    def generate(self, size: int, seed: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate_recall(size, seed, self.length, self.num_keys, self.num_classes)
 
-    def prepare_data(self) -> None:
-        cached(self.cache_path, self._generate)
-
-    def load_splits(self) -> dict[str, Dataset]:
-        splits = cached(self.cache_path, self._generate)
-        return {split: TokenDataset(list(tokens), labels) for split, (tokens, labels) in splits.items()}
+    def dataset(self, samples: tuple[torch.Tensor, torch.Tensor]) -> Dataset:
+        tokens, labels = samples
+        return TokenDataset(list(tokens), labels)

@@ -9,7 +9,6 @@ against its record whenever one is there, so a committed weights file that chang
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from lightning import LightningDataModule
 from torch import nn
 
 from asap.data import create_datamodule
+from asap.data.wheels import sha256sum
 from asap.provenance import provenance, write_json_atomic
-from asap.results import write_atomic
+from asap.results import weights_record_path, write_atomic
 from asap.train.module import Classifier
 
 WEIGHTS_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
@@ -67,15 +67,6 @@ def load_teacher(checkpoint: str | Path, data_dir: str | Path = "data", batch_si
     return Teacher(module.model.eval(), datamodule, run, dict(module.hparams.model))
 
 
-def weights_record_path(weights: str | Path) -> Path:
-    """The record beside a weights-only checkpoint: ``seed0.ckpt`` -> ``seed0.json``."""
-    return Path(weights).with_suffix(".json")
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def export_weights(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the weights-only checkpoint of a training checkpoint to ``out`` and its record beside it.
 
@@ -87,7 +78,7 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
         raise ValueError(f"{checkpoint} is not a Lightning training checkpoint (it lacks {', '.join(missing)})")
     write_atomic(out, lambda tmp: torch.save({key: state[key] for key in WEIGHTS_KEYS}, tmp))
     record = {
-        "sha256": file_sha256(out),
+        "sha256": sha256sum(Path(out)),
         "bytes": Path(out).stat().st_size,
         "checkpoint": str(checkpoint),
         "provenance": provenance(),
@@ -106,7 +97,7 @@ def check_weights(checkpoint: str | Path) -> None:
         expected = json.loads(record_path.read_text())["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{record_path} is not a weights record (no sha256: {type(error).__name__})") from error
-    actual = file_sha256(checkpoint)
+    actual = sha256sum(Path(checkpoint))
     if actual != expected:
         raise ValueError(
             f"{checkpoint}: sha256 {actual[:12]}... does not match its record {record_path} ({expected[:12]}...)"
