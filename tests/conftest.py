@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from asap.data import create_datamodule
 from asap.models import create_model
@@ -92,3 +93,12 @@ def teacher(mnist):
             torch.nn.functional.cross_entropy(model(images), labels).backward()
             optimiser.step()
     return model.eval()
+
+
+# Property tests (tests/test_properties.py): CI runs a fixed, bounded set of examples; HYPOTHESIS_PROFILE=long
+# draws many more, at random.
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("long", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

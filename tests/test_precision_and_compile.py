@@ -85,6 +85,24 @@ def test_no_graph_break_and_compiled_equals_eager(name, options):
         assert (compiled(x, attn_mask=mask) - layer(x, attn_mask=mask)).abs().max() < 1e-5
 
 
+DYNAMIC_SHAPES = [(2, 12), (3, 20), (4, 33)]  # (batch, n): batch >= 2, as dynamo specialises sizes 0 and 1
+
+
+@pytest.mark.parametrize("name, options", LAYERS, ids=IDS)
+def test_compiled_with_dynamic_shapes_equals_eager_without_recompiling(name, options):
+    """One graph (``dynamic=True``) serves three shapes: a second compile fails the test."""
+    layer = make_layer(name, options, dim=32, heads=2)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        for index, (batch, n) in enumerate(DYNAMIC_SHAPES):
+            x = torch.randn(batch, n, 32, generator=torch.Generator().manual_seed(index))
+            mask = key_padding_mask(random_padding(batch, n, min_valid=4, seed=index))
+            with torch._dynamo.config.patch(error_on_recompile=index > 0):
+                out = compiled(x, attn_mask=mask)
+            assert (out - layer(x, attn_mask=mask)).abs().max() < 1e-5, (batch, n)
+
+
 def test_data_checks_run_eagerly_and_can_be_switched_off():
     layer = make_layer("sinkhorn", {}, dim=32, heads=2)
     x = torch.randn(2, 12, 32)

@@ -142,11 +142,15 @@ def fused_c_transform_attention(
     _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
     g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)
-    if isinstance(two_sided, Tensor):
-        scale = torch.where(two_sided.to(f.device).unsqueeze(-1), 0.0, f + log_n + row_lse).exp()
-        out = (out.to(f.dtype) * scale.unsqueeze(-1)).to(out.dtype)
-    elif not two_sided:
-        out = (out.to(f.dtype) * torch.exp(f + log_n + row_lse).unsqueeze(-1)).to(out.dtype)
+    if isinstance(two_sided, Tensor) or not two_sided:
+        # log of a one-sided row's sum, at most log m on a real query; a padded query's is unbounded (its f is
+        # no dual of anything) and overflowed into inf * 0 = NaN: it gets none (its output is zero anyway)
+        log_row_sums = f + log_n + row_lse
+        if token_mask is not None:
+            log_row_sums = log_row_sums.masked_fill(~token_mask, -torch.inf)
+        if isinstance(two_sided, Tensor):
+            log_row_sums = torch.where(two_sided.to(f.device).unsqueeze(-1), 0.0, log_row_sums)
+        out = (out.to(f.dtype) * log_row_sums.exp().unsqueeze(-1)).to(out.dtype)
     if token_mask is not None:
         out = out * token_mask.unsqueeze(-1).to(out.dtype)
     return out

@@ -148,7 +148,9 @@ def sliced_transport_plan(
             y, sort_temperature, slice_mask
         )
 
-    distances = torch.cdist(q, k)  # (..., n, n)
+    # one computation at every n: cdist's default switches to the matrix-product form above 25 points, which
+    # made a compiled layer recompile when n crossed 25
+    distances = torch.cdist(q, k, compute_mode="use_mm_for_euclid_dist")  # (..., n, n)
     costs = torch.einsum("...lij,...ij->...l", plans, distances)
     if cost_reduction == "mean":
         costs = costs / (q.shape[-2] if mask is None else mask.sum(dim=-1, keepdim=True).to(q.dtype))
