@@ -49,7 +49,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "profile, trains, teachers, finetunes",
-    [("default", 13, 4, 3), ("paper", 132, 66, 33), ("mini", 4, 1, 1), ("gpu", 42, 18, 12)],
+    [("default", 13, 4, 3), ("paper", 144, 72, 36), ("mini", 4, 1, 1), ("gpu", 42, 18, 12)],
 )
 def test_dry_run(profile, trains, teachers, finetunes, tmp_path):
     configfile = str(ROOT / f"experiments/{profile}.yaml")  # retrain: the DAG that trains (make reproduce-all)
