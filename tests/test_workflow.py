@@ -98,7 +98,7 @@ def test_slurm_profile_dry_run(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert job_counts(result.stdout)["train"] == 132
+    assert job_counts(result.stdout)["train"] == 144
 
 
 @pytest.fixture(scope="module")
