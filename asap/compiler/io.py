@@ -28,9 +28,19 @@ def save_compiled(model: nn.Module, path: str | Path, model_args: dict[str, Any]
 
 
 def read_compiled(path: str | Path) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """The payload of a compiled file, loaded with ``weights_only=True`` (a pickle that would run code is refused,
+    never run). Raises ``FileNotFoundError`` or a one-line ``ValueError`` naming the file and the problem."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no compiled model at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt, or code-carrying: torch's message speaks of pickles
+        raise ValueError(f"{path} is not an asap compiled model (it does not load: {type(error).__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an asap compiled model (expected format {FORMAT!r})")
+    missing = [key for key in ("model_args", "state_dict", "metadata") if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise ValueError(f"{path} is an incomplete asap compiled model: no {', '.join(missing)}")
     return payload
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
-from asap.compiler.io import read_compiled, save_compiled
+from asap.compiler.io import load_compiled, read_compiled, save_compiled
 from asap.data import create_datamodule
+from asap.models import create_model
 from asap.provenance import provenance, write_json_atomic
 from asap.tracking import finish_logger_runs
 from asap.train.callbacks import StepCost
@@ -61,6 +63,15 @@ def finetune(
     run = payload["metadata"].get("run")
     if run is None:
         raise ValueError(f"{compiled} records no training run: it cannot be fine-tuned on its task")
+    missing = [key for key in ("task", "variant", "seed", "optim") if key not in run]
+    if missing:
+        raise ValueError(f"{compiled}: its training run record lacks {', '.join(missing)}")
+    with torch.random.fork_rng():  # the weights must fit their model before any data is touched; no RNG drawn
+        try:
+            model = create_model(**payload["model_args"])
+        except (TypeError, KeyError, ValueError) as error:
+            raise ValueError(f"{compiled}: its model_args build no model ({error})") from error
+        load_compiled(compiled, model)  # a ValueError naming the differences where the weights do not fit
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = create_datamodule(run["task"], data_dir=data_dir, seed=seed, **run.get("data", {}))
     datamodule.prepare_data()
