@@ -37,7 +37,10 @@ class _Touches:
         return (Path.touch, (self.marker,))
 
 
-def _hostile_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """Each broken file once for all cases, with the message that must name its problem."""
+    tmp_path = tmp_path_factory.mktemp("hostile")
     good = save_compiled(create_model(**MODEL), tmp_path / "good.pt", MODEL, {"run": RUN})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -63,8 +66,8 @@ def _hostile_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize(
     "case", ["truncated", "code-carrying", "another model", "incomplete", "no run", "bad run", "missing"]
 )
-def test_finetune_refuses_a_broken_compiled_file_in_one_line(case, tmp_path, capsys):
-    path, problem = _hostile_files(tmp_path)[case]
+def test_finetune_refuses_a_broken_compiled_file_in_one_line(case, hostile_files, tmp_path, capsys):
+    path, problem = hostile_files[case]
     out, result = tmp_path / "out.pt", tmp_path / "result.json"
     data_dir = tmp_path / "data"
     argv = ["finetune", "--compiled", str(path), "--out", str(out), "--result", str(result)]
@@ -74,4 +77,4 @@ def test_finetune_refuses_a_broken_compiled_file_in_one_line(case, tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], lines
     assert not out.exists() and not result.exists() and not data_dir.exists(), "nothing written, no data touched"
-    assert not (tmp_path / "ran").exists(), "a pickle's code ran"
+    assert not (path.parent / "ran").exists(), "a pickle's code ran"

@@ -29,6 +29,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from asap import ops
+from asap.ops.masking import pair_mask
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 MAX_LOG10_SCALE = {torch.float16: 3.0}  # else 4: see the module docstring
@@ -63,8 +64,8 @@ class Problem:
 
 
 def pairs(token_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The pair mask ``(B, 1, n, n)`` of real queries and real keys."""
-    return None if token_mask is None else token_mask.unsqueeze(-1) & token_mask.unsqueeze(-2)
+    """The pair mask ``(B, 1, n, n)`` of real queries and real keys, from the key-padding mask ``(B, 1, 1, n)``."""
+    return None if token_mask is None else pair_mask(token_mask.unsqueeze(-2))
 
 
 def padding_mask(kind: str, batch: int, n: int, generator: torch.Generator) -> torch.Tensor | None:
@@ -179,9 +180,9 @@ def test_sinkhorn_implementations(impl, problem, n_iters):
 
 @given(problem=problems(), n_iters=st.sampled_from([0, 1, 3, 10]))
 def test_sinkhorn_matrices_mask_and_normalise_rows(problem, n_iters):
-    pair_mask = pairs(problem.token_mask)
-    unrolled = ops.sinkhorn_attention_matrix(problem.q, problem.k, n_iters, pair_mask)
-    lean = ops.lean_sinkhorn_attention_matrix(ops.attention_scores(problem.q, problem.k), n_iters, pair_mask)
+    real_pairs = pairs(problem.token_mask)
+    unrolled = ops.sinkhorn_attention_matrix(problem.q, problem.k, n_iters, real_pairs)
+    lean = ops.lean_sinkhorn_attention_matrix(ops.attention_scores(problem.q, problem.k), n_iters, real_pairs)
     for matrix in (unrolled, lean):
         assert_rows_and_masks(matrix, problem.token_mask, problem.largest_score)
 
@@ -206,23 +207,23 @@ def test_sinkhorn_ascends_its_dual_and_converges_where_its_contraction_says(prob
     wherever the Birkhoff contraction guarantees it (``lambda^50 Delta <= 1e-8``). At scale 10 a 2 x 2 problem
     can have ``Delta = 50``, ``lambda = 1 - 4e-11``: there no bound holds, and 50 iterations leave 3e-4."""
     scores = ops.attention_scores(problem.q, problem.k)
-    pair_mask = None if problem.token_mask is None else pairs(problem.token_mask).expand(scores.shape)
-    valid = torch.ones(scores.shape[:-1], dtype=torch.bool) if pair_mask is None else pair_mask.any(-1)
+    real_pairs = None if problem.token_mask is None else pairs(problem.token_mask).expand(scores.shape)
+    valid = torch.ones(scores.shape[:-1], dtype=torch.bool) if real_pairs is None else real_pairs.any(-1)
     counts = valid.sum(-1, keepdim=True).double()
 
     def objective(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        plan = ops.transport_plan(scores, f, g, pair_mask)
+        plan = ops.transport_plan(scores, f, g, real_pairs)
         return ((f * valid).sum(-1) + (g * valid).sum(-1)) / counts.squeeze(-1) - plan.sum((-1, -2))
 
     values = []
     for n_iters in range(6):
-        f, g = ops.sinkhorn(scores, n_iters, pair_mask)
+        f, g = ops.sinkhorn(scores, n_iters, real_pairs)
         values.append(objective(f, g))
     for before, after in zip(values, values[1:], strict=False):
         assert (after >= before - 1e-10 * before.abs().clamp_min(1)).all(), "the dual objective decreased"
     delta, contraction = birkhoff_contraction(scores, valid)
     guaranteed = contraction**50 * delta.clamp_min(1) <= 1e-8
-    column_error = (ops.sinkhorn_attention_matrix(problem.q, problem.k, 50, pair_mask).sum(-2) - 1) * valid
+    column_error = (ops.sinkhorn_attention_matrix(problem.q, problem.k, 50, real_pairs).sum(-2) - 1) * valid
     event(f"convergence guaranteed for {guaranteed.float().mean().item():.0%} of the problems")
     worst = column_error.abs().amax(-1)[guaranteed]
     assert (worst <= 1e-6).all(), f"column error {worst.max().item():.2e} after 50 iterations where it is guaranteed"
@@ -253,9 +254,9 @@ def test_asap_fused_equals_dense_and_stays_finite(two_sided, problem, num_slices
 
 @given(problem=problems(dtypes=(torch.float64, torch.float32)), n_iters=st.sampled_from([1, 3]))
 def test_asap_fed_the_teachers_dual_reproduces_the_teacher(problem, n_iters):
-    pair_mask = pairs(problem.token_mask)
+    real_pairs = pairs(problem.token_mask)
     scores = ops.attention_scores(problem.q, problem.k)
-    f = ops.teacher_query_dual(scores, n_iters, pair_mask)
+    f = ops.teacher_query_dual(scores, n_iters, real_pairs)
     out = ops.fused_c_transform_attention(problem.q, problem.k, problem.v, f, problem.token_mask)
     teacher = ops.sinkhorn_attention(problem.q, problem.k, problem.v, n_iters, problem.token_mask, impl="unrolled")
     assert_finite("ASAP", out)

@@ -53,6 +53,14 @@ def load_compiled(path: str | Path, model: nn.Module | None = None) -> nn.Module
     payload = read_compiled(path)
     if model is None:
         model = create_model(**payload["model_args"])
+    check_fits(payload, model, path)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
+def check_fits(payload: dict[str, Any], model: nn.Module, path: str | Path) -> None:
+    """Raise a ``ValueError`` naming the differences when the weights of a compiled file's ``payload`` (from
+    :func:`read_compiled`) do not fit ``model``: another architecture, attention variant or slice count."""
     expected = {key: tuple(value.shape) for key, value in payload["state_dict"].items()}
     actual = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     if expected != actual:
@@ -66,5 +74,3 @@ def load_compiled(path: str | Path, model: nn.Module | None = None) -> nn.Module
             f"not in the file {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
             f"other shapes {reshaped[:5]}"
         )
-    model.load_state_dict(payload["state_dict"])
-    return model.eval()

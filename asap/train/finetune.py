@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
-from asap.compiler.io import load_compiled, read_compiled, save_compiled
+from asap.compiler.io import check_fits, read_compiled, save_compiled
 from asap.data import create_datamodule
 from asap.models import create_model
 from asap.provenance import provenance, write_json_atomic
@@ -71,7 +71,7 @@ def finetune(
             model = create_model(**payload["model_args"])
         except (TypeError, KeyError, ValueError) as error:
             raise ValueError(f"{compiled}: its model_args build no model ({error})") from error
-        load_compiled(compiled, model)  # a ValueError naming the differences where the weights do not fit
+        check_fits(payload, model, compiled)
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = create_datamodule(run["task"], data_dir=data_dir, seed=seed, **run.get("data", {}))
     datamodule.prepare_data()
