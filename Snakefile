@@ -309,6 +309,7 @@ rule speed:
         if wildcards.mode == "inference" else [],
     output:
         table=RESULTS + "/bench/speed/{mode}.csv",
+        kernels=RESULTS + "/bench/speed/{mode}_kernels.csv",
         raw=RAW_TIMINGS,
     log:
         RESULTS + "/logs/bench/speed/{mode}.log",
@@ -329,7 +330,8 @@ rule speed:
         ASAP + " bench speed {params.training} --seq-lens {params.seq_lens} " + SPEED_ARGS + " " + GROUP
         + " --operating-points {input.operating_points} --model-seq-lens {params.model_seq_lens} {params.long} {params.compiled}"
         + " {params.thread_seq_lens}"
-        + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --raw {output.raw} > {log} 2>&1"
+        + " --min-run-time " + str(BENCH["min_run_time"]) + " --out {output.table} --kernels {output.kernels}"
+        + " --raw {output.raw} > {log} 2>&1"
 
 
 # The files asap.report.build_report writes, each figure as PNG and PDF and each table as HTML, Markdown and LaTeX.

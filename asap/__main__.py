@@ -460,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed = kinds.add_parser("speed", help="latency and peak memory of every method against n")
     speed.add_argument("--out", required=True, help="CSV (a .provenance.json is written beside it)")
     speed.add_argument("--raw", default=SUPPRESS, help="JSON of every timed repeat per case")
+    speed.add_argument("--kernels", default=SUPPRESS, help="CSV of where each method's time goes (torch.profiler)")
     speed.add_argument("--training", action="store_true", default=SUPPRESS, help="time forward + backward")
     for name, kind, text in (
         ("seq_lens", int, "n"),

@@ -27,6 +27,11 @@ import numpy as np
 PREDICTIONS_SUFFIX = ".predictions.npz"
 TIMINGS_SUFFIX = ".timings.json"
 PREDICTIONS_SCHEMA = 1
+# Rows of the speed table (asap.bench.speed) that are pieces of a method (a full fused pass, the log-sum-exp-only
+# pass, ASAP's features: r and phi are read off them) or a rule's choice among its implementations (auto): in
+# the table, not among the methods the speed figure draws
+SPEED_PIECES = ("fused_pass", "lse_pass", "dual_features")
+SPEED_AUTO_ROWS = ("sinkhorn_auto", "asap_auto")
 
 
 def bench_table_paths(results: str | Path, kind: str) -> list[Path]:

@@ -14,7 +14,16 @@ from asap.bench import (
     frontier_points,
     length_generalisation,
 )
-from asap.bench.speed import COMPILED, INFERENCE, speed_sweep, streaming_methods
+from asap.bench.speed import (
+    AUTO_FAMILIES,
+    COMPILED,
+    INFERENCE,
+    derived_ratios,
+    method,
+    pass_count_limit,
+    speed_sweep,
+    streaming_methods,
+)
 from asap.compiler import OperatingPoint
 from asap.data import create_datamodule
 from asap.models import create_model
@@ -195,7 +204,59 @@ def test_speed_sweep_ratios_limits_and_repeats():
     assert table.noise_floor_ratio.between(0.2, 5).all() and (table.timing_rounds == 15).all()
     assert table.peak_mem_mb.isna().all(), "memory off: no number stands in for it"
     assert streaming_methods(training=True) == ("softmax", "sinkhorn_flash")
-    assert streaming_methods(training=False) == ("softmax", "sinkhorn_flash", "asap_fused", "asap_lse_fused")
+    assert streaming_methods(training=False) == (
+        "softmax",
+        "sinkhorn_flash",
+        "asap_fused",
+        "asap_lse_fused",
+        "fused_pass",
+        "lse_pass",
+        "dual_features",
+    )
+    row = by.loc[("sinkhorn_auto", 32)]  # each length's r, phi, limit and the auto rows' choice, from its latencies
+    latency = by.xs(32, level="seq_len").latency_ms
+    assert row.lse_pass_ratio == pytest.approx(latency["lse_pass"] / latency["fused_pass"])
+    assert row.features_ratio == pytest.approx(latency["dual_features"] / latency["fused_pass"])
+    assert row.pass_limit == pytest.approx(pass_count_limit(row.lse_pass_ratio, row.features_ratio, 3))
+    fastest = latency[["sinkhorn", "sinkhorn_flash"]].min()
+    assert row.auto_vs_fastest == pytest.approx(fastest / latency["sinkhorn_auto"])
+    assert by.loc[("softmax", 32)].auto_vs_fastest != by.loc[("softmax", 32)].auto_vs_fastest, "NaN off the auto rows"
+
+
+def test_pass_count_limit_and_derived_ratios():
+    """The limit (2T r + 1) / (r + 1 + phi) at hand-computed points, and the columns read off one length."""
+    assert pass_count_limit(1.0, 0.0, 3) == 3.5 and pass_count_limit(0.5, 0.25, 10) == pytest.approx(11 / 1.75)
+    assert pass_count_limit(1.0, 0.0, 0) == 0.5, "T = 0: softmax against ASAP's two passes"
+    with pytest.raises(ValueError, match="r > 0"):
+        pass_count_limit(0.0, 0.1, 3)
+    latency = {"fused_pass": 4.0, "lse_pass": 2.0, "dual_features": 1.0, "asap_dense": 9.0, "asap_fused": 6.0}
+    columns = derived_ratios({**latency, "asap_auto": 7.5}, n_iters=3)
+    assert columns["asap_auto"] == {
+        "lse_pass_ratio": 0.5,
+        "features_ratio": 0.25,
+        "pass_limit": pytest.approx(4 / 1.75),
+        "auto_vs_fastest": 0.8,
+    }
+    assert columns["asap_fused"]["auto_vs_fastest"] != columns["asap_fused"]["auto_vs_fastest"]  # NaN
+    missing = derived_ratios({"asap_fused": 1.0, "asap_auto": 1.0}, n_iters=3)["asap_auto"]
+    assert missing["auto_vs_fastest"] == 1.0 and missing["pass_limit"] != missing["pass_limit"]
+
+
+def test_speed_methods_of_one_normaliser_compute_one_value():
+    """Every timed row of a normaliser (implementations, auto, the v0 baselines) computes the same attention, so
+    their latencies compare like for like (float64; d = 32 puts the log-sum-exp passes on the blocked route)."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 70, 32, generator=generator, dtype=torch.float64) for _ in range(3))
+    families = [
+        ("sinkhorn", "sinkhorn_flash", "sinkhorn_unrolled", "sinkhorn_auto", "sinkhorn_flash_v0"),
+        ("asap_dense", "asap_fused", "asap_auto", "asap_fused_v0"),
+    ]
+    for family in families:
+        outputs = {name: method(name, 3, 8, 32, training=False)(q, k, v) for name in family}
+        reference = outputs[family[0]]
+        for name, out in outputs.items():
+            assert (out - reference).abs().max() < 1e-10 * reference.abs().max(), name
+    assert not torch.allclose(outputs["asap_fused"], method("sinkhorn", 3, 8, 32, False)(q, k, v), atol=1e-3)
 
 
 def test_peak_memory_per_case_sees_the_n_by_n_scores_only_where_they_are_held():
@@ -342,3 +403,20 @@ def test_model_sequence_length_counts_the_class_token(tmp_path, pool, extra):
     widths = sorted(tokens.shape[1] for tokens, _ in data.test_dataloader())
     model = TextClassifier(data.vocab_size, data.max_len, data.num_classes, embed_dim=8, num_heads=1, pool=pool)
     assert model_sequence_length(model, data) == widths[len(widths) // 2] + extra
+
+
+def test_kernel_breakdown_accounts_for_each_methods_time():
+    """Per method its top operators and the rest: the shares add up to 1, the fused methods show the fused kernel
+    and the lean teacher does not (so the breakdown can tell them apart)."""
+    from asap.bench.speed import KERNEL_METHODS, kernel_breakdown
+    from asap.results import SPEED_AUTO_ROWS, SPEED_PIECES
+
+    table = kernel_breakdown(64, batch=1, heads=2, head_dim=8, n_iters=2, slices=4, calls=2, top=3)
+    assert set(table.method) == set(KERNEL_METHODS["inference"])
+    for name, rows in table.groupby("method"):
+        assert rows.share.sum() == pytest.approx(1.0) and len(rows) <= 4, name
+        assert (rows.self_ms_per_call >= 0).all() and (rows.calls_per_call > 0).all()
+    fused_ops = set(table[table.method == "fused_pass"].operator)
+    assert any("flash_attention" in op for op in fused_ops), fused_ops
+    assert not any("flash_attention" in op for op in table[table.method == "sinkhorn"].operator)
+    assert set(SPEED_AUTO_ROWS) == set(AUTO_FAMILIES) and set(SPEED_PIECES) <= set(streaming_methods(False))

@@ -11,7 +11,7 @@ import asap.ops.fused
 from asap import ops
 from asap.nn import Attention, key_padding_mask
 from asap.nn.normalisers import Sinkhorn
-from asap.ops import FLASH_SINKHORN_MIN_LEN, sinkhorn_impl
+from asap.ops import FLASH_SINKHORN_MIN_LEN, FLASH_SINKHORN_SMALL_HEADS, sinkhorn_impl
 
 
 def qkv(batch=2, heads=3, n=11, d=8, scale=2.0, dtype=torch.float64, m=None, seed=0):
@@ -40,6 +40,22 @@ def test_float64_value_and_gradients_equal_unrolled_autograd(n_iters, masked):
     for name, grad, expected in zip("qkv", grads, reference_grads, strict=True):
         assert (grad - expected).abs().max() < 1e-10, name
         assert expected.abs().max() > 1e-3, f"the {name} gradient is not trivially zero"
+
+
+@pytest.mark.parametrize("lse_impl", ["blocked", "kernel"])
+def test_half_steps_by_either_log_sum_exp_pass_equal_unrolled_autograd(lse_impl, monkeypatch):
+    """The forward's 2T half-steps run on the log-sum-exp-only pass its rule picks by head dimension: both passes,
+    forced, give the reference's value and gradients (float64, padding, blocks small enough to split the rows)."""
+    monkeypatch.setattr(asap.ops.fused, "lse_pass_impl", lambda head_dim, seq_len, device: lse_impl)
+    monkeypatch.setattr(asap.ops.fused, "LSE_BLOCK_SCORES", 200)
+    q, k, v = qkv(n=37, d=40, scale=1.0)
+    valid = random_padding(2, 37, min_valid=3)
+    flash = ops.flash_sinkhorn_attention(q, k, v, 3, valid[:, None])
+    reference = dense_reference(q, k, v, 3, valid)
+    assert (flash - reference).abs().max() < 1e-12
+    grads = torch.autograd.grad(flash.square().sum(), (q, k, v))
+    reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    assert all((a - b).abs().max() < 1e-10 for a, b in zip(grads, reference_grads, strict=True))
 
 
 def test_rectangular_problem_without_mask():
@@ -138,9 +154,26 @@ def test_functional_switch_gives_one_value_per_implementation():
 
 
 def test_auto_rule_and_its_fallbacks():
-    assert sinkhorn_impl(FLASH_SINKHORN_MIN_LEN - 1, torch.device("cpu")) == "lean"
-    assert sinkhorn_impl(FLASH_SINKHORN_MIN_LEN, torch.device("cpu")) == "flash"
+    cpu = torch.device("cpu")
+    assert sinkhorn_impl(FLASH_SINKHORN_MIN_LEN - 1, cpu) == "lean"
+    assert sinkhorn_impl(FLASH_SINKHORN_MIN_LEN, cpu) == "flash"
     assert sinkhorn_impl(16, torch.device("cuda")) == "flash"
+    for mode, (largest_head_dim, shortest) in FLASH_SINKHORN_SMALL_HEADS.items():
+        training = mode == "training"
+        assert sinkhorn_impl(shortest, cpu, largest_head_dim, training) == "flash"
+        assert sinkhorn_impl(shortest - 1, cpu, largest_head_dim, training) == "lean"
+        assert sinkhorn_impl(shortest, cpu, largest_head_dim + 1, training) == "lean"
+    q, k, v = (t.detach().float() for t in qkv(batch=1, heads=1, n=1024, d=32))
+    calls = []
+    real_flash = ops.normalised_attention.flash_sinkhorn_attention
+    with pytest.MonkeyPatch.context() as patch:  # auto picks flash at inference, lean when a gradient is needed
+        patch.setattr(
+            ops.normalised_attention, "flash_sinkhorn_attention", lambda *a: calls.append(1) or real_flash(*a)
+        )
+        ops.sinkhorn_attention(q, k, v, 1)
+        assert calls == [1]
+        ops.sinkhorn_attention(q.requires_grad_(), k, v, 1)
+        assert calls == [1]
     layer = Sinkhorn(2, 8, impl="flash").train()
     q, k, v = (t.detach().float() for t in qkv(batch=1, heads=2, n=8))
     with pytest.raises(ValueError, match="no attention dropout"):

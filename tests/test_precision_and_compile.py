@@ -19,8 +19,9 @@ LAYERS = [
     ("sinkhorn", {"impl": "unrolled"}),
     ("sliced", {}),
     ("asap", {}),
-    ("asap", {"two_sided": False}),
-    ("asap", {"fused": False}),
+    ("asap", {"impl": "fused"}),
+    ("asap", {"two_sided": False, "impl": "fused"}),
+    ("asap", {"impl": "dense"}),
 ]
 IDS = [name + "".join(f"-{value}" for value in options.values()) for name, options in LAYERS]
 # Relative error bounds (Frobenius) of a layer's output against float64 from the same rounded weights and input;

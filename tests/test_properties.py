@@ -230,16 +230,17 @@ def test_sinkhorn_ascends_its_dual_and_converges_where_its_contraction_says(prob
 
 
 @pytest.mark.parametrize("two_sided", [True, False])
-@given(problem=problems(), num_slices=st.integers(1, 16))
-def test_asap_fused_equals_dense_and_stays_finite(two_sided, problem, num_slices):
-    """ASAP end to end from its sliced features through a random linear map to the query dual."""
+@given(problem=problems(), num_slices=st.integers(1, 16), lse_impl=st.sampled_from(["blocked", "kernel"]))
+def test_asap_fused_equals_dense_and_stays_finite(two_sided, problem, num_slices, lse_impl):
+    """ASAP end to end from its sliced features through a random linear map to the query dual, its column step
+    by either log-sum-exp pass."""
     head_dim = problem.q.shape[-1]
     directions = ops.slice_directions(head_dim, num_slices, seed=0).expand(problem.q.shape[1], -1, -1)
     features = ops.dual_features(problem.q, problem.k, directions, problem.token_mask)
     assert_finite("features", features)
     weights = torch.randn(features.shape[-1], generator=torch.Generator().manual_seed(2), dtype=features.dtype)
     f = features @ weights * 0.3
-    out = ops.fused_c_transform_attention(problem.q, problem.k, problem.v, f, problem.token_mask, two_sided)
+    out = ops.fused_c_transform_attention(problem.q, problem.k, problem.v, f, problem.token_mask, two_sided, lse_impl)
     assert out.dtype == problem.dtype
     assert_finite("fused ASAP", out)
     assert_padding_respected(out, problem.token_mask)

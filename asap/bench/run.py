@@ -187,6 +187,7 @@ def speed_benchmark(
     out: str | Path,
     *,
     raw: str | Path | None = None,
+    kernels: str | Path | None = None,
     training: bool = False,
     threads: Sequence[int] = (1,),
     thread_seq_lens: Sequence[int] | None = None,
@@ -204,12 +205,15 @@ def speed_benchmark(
     ``thread_seq_lens`` only when given, without memory or compiled rows: a second thread count answers how a
     method scales at one n, and repeating the whole sweep doubles its cost); at ``long_seq_lens`` the streaming
     methods only (at a small batch); at inference, the compiled models' shapes too (``operating_points``: the
-    JSON of ``asap compile``). ``raw`` keeps every timed repeat. ``device`` defaults to CUDA when there is one."""
+    JSON of ``asap compile``). ``raw`` keeps every timed repeat. ``kernels``: a CSV of where each method's time goes
+    (:func:`asap.bench.speed.kernel_breakdown`) at the reference shape and each model shape, at the first thread
+    count and the first of ``thread_seq_lens`` (else of the lengths) and of ``model_seq_lens``. ``device``
+    defaults to CUDA when there is one."""
     import inspect
 
     import torch
 
-    from asap.bench.speed import MODEL_SHAPE_METHODS, speed_sweep, streaming_methods
+    from asap.bench.speed import MODEL_SHAPE_METHODS, kernel_breakdown, speed_sweep, streaming_methods
 
     unknown = sorted(set(sweep) - set(SWEEP_OPTIONS))
     if unknown:
@@ -260,6 +264,32 @@ def speed_benchmark(
             )
     table = pd.concat(tables, ignore_index=True)
     info = {"options": options, "training": training, "model_shapes": shapes}
+    if kernels:
+        reference_n = (thread_seq_lens or options["seq_lens"])[0]
+        shape_keys = ("batch", "heads", "head_dim", "n_iters", "slices")
+        profiles = [
+            kernel_breakdown(
+                reference_n,
+                **{key: options[key] for key in shape_keys},
+                training=training,
+                device=options["device"],
+                threads=threads[0],
+            )
+        ]
+        for shape in shapes if not training else []:
+            if shape["label"].startswith("long"):
+                continue
+            model_shape = {key: shape.get(key, options[key]) for key in shape_keys}
+            profiles.append(
+                kernel_breakdown(
+                    model_seq_lens[0],
+                    **model_shape,
+                    device=options["device"],
+                    threads=threads[0],
+                    shape_label=shape["label"],
+                )
+            )
+        write_table(pd.concat(profiles, ignore_index=True), kernels, info)
     if raw:  # every timed repeat, for a look at the noise behind each median
         write_json_atomic(raw, {**info, "cases": table.to_dict("records"), "provenance": provenance()})
     table["latency_runs_ms"] = table.latency_runs_ms.map(json.dumps)  # every round's time, committed in the CSV

@@ -15,7 +15,15 @@ were trained), ``sinkhorn_flash`` the flash one (``2T + 1`` fused passes, ``O(n 
 plain autograd through the iterations; 1-iteration Sinkhorn (lean, 3 passes: the cheapest truncation that is
 still doubly stochastic in part); sliced transport (ESPFormer); ASAP with its dense reference path and with the
 fused two-pass path, and ``asap_lse_fused``: ASAP with the row log-sum-exp features (``features="sliced+lse"``,
-one more fused pass). Training: forward + backward of the same layer, and ``sinkhorn_online``: the lean teacher
+one more fused pass). Beside them: ``sinkhorn_auto`` and ``asap_auto``, what each normaliser's ``impl="auto"``
+rule runs (``auto_vs_fastest``: the faster of the implementations it chooses among over the auto row); the
+baselines ``sinkhorn_flash_v0`` and ``asap_fused_v0``, the kernels before the log-sum-exp-only pass (commit
+ed7b2a8), so the gain is measured side by side; and three pieces: ``fused_pass`` (one biased fused attention
+pass with values), ``lse_pass`` (the log-sum-exp-only pass of ASAP's column step) and ``dual_features`` (ASAP's
+features and map), whose ratios ``r = lse_pass / fused_pass`` and ``phi = dual_features / fused_pass`` give the
+pass-count limit of the strongest teacher over ASAP, :func:`pass_count_limit`. :func:`kernel_breakdown` says where
+each method's time goes, operator by operator. Training: forward + backward of the same layer, and
+``sinkhorn_online``: the lean teacher
 with the update of an online dual map (:mod:`asap.nn.online_map`, ``L`` slices), the cost of learning ASAP's
 map while the teacher trains. Every row carries its speed-up over each
 teacher implementation and its time relative to softmax. At the ``compiled_seq_lens``, softmax, the lean and
@@ -46,6 +54,8 @@ from asap import ops
 from asap.bench.timing import interleaved_rounds, random_qkv
 from asap.memory import PeakMemory
 from asap.nn.online_map import OnlineDualMap
+from asap.ops import fused, kantorovich, masking
+from asap.results import SPEED_AUTO_ROWS, SPEED_PIECES
 
 INFERENCE = (
     "softmax",
@@ -57,9 +67,42 @@ INFERENCE = (
     "asap_dense",
     "asap_fused",
     "asap_lse_fused",
+    "sinkhorn_auto",
+    "asap_auto",
+    "sinkhorn_flash_v0",
+    "asap_fused_v0",
+    "fused_pass",
+    "lse_pass",
+    "dual_features",
 )
-MODEL_SHAPE_METHODS = ("softmax", "sinkhorn", "sinkhorn_flash", "sinkhorn_1it", "asap_fused", "asap_lse_fused")
-STREAMING = ("softmax", "sinkhorn_flash", "asap_fused", "asap_lse_fused")  # never hold an n x n tensor
+MODEL_SHAPE_METHODS = (
+    "softmax",
+    "sinkhorn",
+    "sinkhorn_flash",
+    "sinkhorn_1it",
+    "asap_dense",
+    "asap_fused",
+    "asap_lse_fused",
+    "sinkhorn_auto",
+    "asap_auto",
+    "sinkhorn_flash_v0",
+    "asap_fused_v0",
+    "fused_pass",
+    "lse_pass",
+    "dual_features",
+)
+STREAMING = (  # never hold an n x n tensor
+    "softmax",
+    "sinkhorn_flash",
+    "asap_fused",
+    "asap_lse_fused",
+    "fused_pass",
+    "lse_pass",
+    "dual_features",
+)
+BASELINES = ("sinkhorn_flash_v0", "asap_fused_v0")  # today's kernels' predecessors: timed, not measured for memory
+# The implementations an "auto" row chooses among (its ``auto_vs_fastest``: the fastest of them over the auto row)
+AUTO_FAMILIES = {"sinkhorn_auto": ("sinkhorn", "sinkhorn_flash"), "asap_auto": ("asap_dense", "asap_fused")}
 COMPILED_SUFFIX = "_compiled"  # the method under torch.compile (inductor, static shapes), inference only
 COMPILED = tuple(name + COMPILED_SUFFIX for name in ("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused"))
 TRAINING = ("softmax", "sinkhorn", "sinkhorn_online", "sinkhorn_flash", "sinkhorn_unrolled", "sliced")
@@ -81,6 +124,69 @@ TEACHER_IMPLS = {
 }
 
 
+def _flash_sinkhorn_v0(q, k, v, n_iters: int):
+    """The flash teacher's forward as of commit ed7b2a8, kept as a baseline row: every half-step a full fused
+    pass whose output is discarded (inference, no padding)."""
+    work = masking.potential_dtype(q.dtype)
+    log_a = log_b = -torch.log(torch.tensor(float(q.shape[-2]), dtype=work))
+    key_bias = k.new_zeros(k.shape[:-1], dtype=work)
+    for _ in range(n_iters):
+        query_bias = log_a - fused.biased_attention(q, k, k, key_bias)[1]
+        key_bias = log_b - fused.biased_attention(k, q, q, query_bias)[1]
+    return fused.biased_attention(q, k, v, key_bias)[0]
+
+
+def _asap_fused_v0(q, k, v, directions, weights):
+    """Fused ASAP as of commit ed7b2a8, kept as a baseline row: features projected by an einsum (a permuted
+    view, which the sorts then copy), the map an einsum on the transposed features, and the column step a full
+    fused pass whose output is discarded (inference, no padding, two-sided)."""
+    scale = q.shape[-1] ** -0.25
+    d = directions.to(q) * scale
+    x, y = torch.einsum("...nd,dl->...ln", q, d), torch.einsum("...nd,dl->...ln", k, d)
+    phi = kantorovich.query_potentials_1d(x, y)
+    mean_field = masking.centred(x * masking.masked_mean(y, None), None)
+    features = torch.cat([phi, mean_field], dim=-2).mT
+    f = torch.einsum("bhnl,l->bhn", features, weights.to(q))
+    log_n = torch.log(torch.tensor(float(q.shape[-2]), dtype=f.dtype))
+    g = -log_n - fused.biased_attention(k, q, q, f)[1]
+    return fused.biased_attention(q, k, v, g)[0]
+
+
+def pass_count_limit(lse_pass_ratio: float, features_ratio: float, n_iters: int) -> float:
+    r"""The most the strongest teacher can take over ASAP if both run on the same fused passes:
+    :math:`(2T r + 1) / (r + 1 + \varphi)`, with ``r`` the cost of a log-sum-exp-only pass and :math:`\varphi` that
+    of the slice features, both over a full fused pass (the teacher: ``2T`` half-steps and an output pass; ASAP:
+    a column step, a row pass and its features).
+
+    >>> pass_count_limit(1.0, 0.0, 3), round(pass_count_limit(0.5, 0.0, 3), 2)
+    (3.5, 2.67)
+    """
+    if lse_pass_ratio <= 0 or features_ratio < 0 or n_iters < 0:
+        raise ValueError(f"need r > 0, phi >= 0, T >= 0; got {lse_pass_ratio}, {features_ratio}, {n_iters}")
+    return (2 * n_iters * lse_pass_ratio + 1) / (lse_pass_ratio + 1 + features_ratio)
+
+
+def derived_ratios(latency: dict[str, float], n_iters: int) -> dict[str, dict[str, float]]:
+    """Per method, the columns read off one length's latencies (NaN where a method needed did not run):
+    ``lse_pass_ratio`` r and ``features_ratio`` phi (the ``lse_pass`` and ``dual_features`` rows over
+    ``fused_pass``), ``pass_limit`` (:func:`pass_count_limit`), and for an ``auto`` row ``auto_vs_fastest``: the
+    fastest implementation it chooses among (:data:`AUTO_FAMILIES`) over the auto row (1: it chose the fastest).
+
+    >>> derived_ratios({"sinkhorn": 2.0, "sinkhorn_flash": 1.0, "sinkhorn_auto": 1.25}, 3)["sinkhorn_auto"]
+    {'lse_pass_ratio': nan, 'features_ratio': nan, 'pass_limit': nan, 'auto_vs_fastest': 0.8}
+    """
+    nan = float("nan")
+    full = latency.get("fused_pass", nan)
+    r, phi = latency.get("lse_pass", nan) / full, latency.get("dual_features", nan) / full
+    limit = pass_count_limit(r, phi, n_iters) if r == r and phi == phi else nan
+    columns = {}
+    for name, milliseconds in latency.items():
+        family = [latency[impl] for impl in AUTO_FAMILIES.get(name, ()) if impl in latency]
+        fastest = min(family) / milliseconds if family else nan
+        columns[name] = {"lse_pass_ratio": r, "features_ratio": phi, "pass_limit": limit, "auto_vs_fastest": fastest}
+    return columns
+
+
 def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) -> Callable:
     """``fn(q, k, v) -> out`` for one method; ASAP's map is a fixed random linear map (its cost, not its fit)."""
     directions = ops.slice_directions(head_dim, slices, seed=0)
@@ -89,10 +195,19 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
         for features in ops.DUAL_FEATURES
     }
 
-    def asap_dual(q, k, features="sliced"):
-        return ops.dual_features(q, k, directions, None, features) @ map_weights[features].to(q)
+    def asap_dual(q, k, features="sliced"):  # the map as asap.nn.dual_maps.linear_dual applies it
+        return map_weights[features].to(q) @ ops.dual_features(q, k, directions, None, features).mT
 
     online_maps: dict[int, OnlineDualMap] = {}
+    bias_generator = torch.Generator().manual_seed(1)
+
+    def pass_bias(q):  # a random key bias, as a potential would be (the cost of a pass does not depend on it)
+        return torch.randn(q.shape[:-1], generator=bias_generator).to(q.device)
+
+    def asap(q, k, v, impl):
+        if impl == "dense":
+            return ops.c_transform_attention_matrix(q, k, asap_dual(q, k)) @ v
+        return ops.fused_c_transform_attention(q, k, v, asap_dual(q, k))
 
     def teacher_with_online_map(q, k, v):  # the lean teacher, and its online map's update as in training
         heads = q.shape[1]
@@ -108,9 +223,17 @@ def method(name: str, n_iters: int, slices: int, head_dim: int, training: bool) 
         "sinkhorn_flash": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="flash"),
         "sinkhorn_unrolled": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="unrolled"),
         "sliced": lambda q, k, v: ops.sliced_attention_matrix(q, k, directions) @ v,  # ESPFormer's published settings
-        "asap_dense": lambda q, k, v: ops.c_transform_attention_matrix(q, k, asap_dual(q, k)) @ v,
-        "asap_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k)),
+        "asap_dense": lambda q, k, v: asap(q, k, v, "dense"),
+        "asap_fused": lambda q, k, v: asap(q, k, v, "fused"),
         "asap_lse_fused": lambda q, k, v: ops.fused_c_transform_attention(q, k, v, asap_dual(q, k, "sliced+lse")),
+        "sinkhorn_auto": lambda q, k, v: ops.sinkhorn_attention(q, k, v, n_iters, impl="auto"),
+        "asap_auto": lambda q, k, v: asap(q, k, v, ops.asap_impl(q.shape[-2], q.device)),
+        "sinkhorn_flash_v0": lambda q, k, v: _flash_sinkhorn_v0(q, k, v, n_iters),
+        "asap_fused_v0": lambda q, k, v: _asap_fused_v0(q, k, v, directions, map_weights["sliced"]),
+        # one biased attention pass with values, and the log-sum-exp-only pass (ASAP's column step): r, phi
+        "fused_pass": lambda q, k, v: fused.biased_attention(q, k, v, pass_bias(q)),
+        "lse_pass": lambda q, k, v: ops.biased_lse(k, q, pass_bias(q)),
+        "dual_features": lambda q, k, v: asap_dual(q, k),
     }
     if name.endswith(COMPILED_SUFFIX):
         if training:
@@ -220,10 +343,13 @@ def speed_sweep(
             cases, rounds, min_run_time / rounds, threads, grad=training, noise_floor="softmax", progress=False
         )
         latency = {name: times.median(name) for name in cases}
+        derived = derived_ratios(latency, n_iters)
         teachers = [name for name in cases if name.removesuffix(COMPILED_SUFFIX) in TEACHER_IMPLS.values()]
         strongest = min(teachers, key=latency.__getitem__) if teachers else None
         for name, milliseconds in latency.items():
-            memory = peak_memory_mb(name, seq_len, training, **shape) if measure_memory else None
+            # pieces, auto rows (another row's computation) and baselines: their time only
+            skip_memory = name in (*SPEED_PIECES, *SPEED_AUTO_ROWS, *BASELINES)
+            memory = peak_memory_mb(name, seq_len, training, **shape) if measure_memory and not skip_memory else None
             rows.append(
                 {
                     "mode": "training" if training else "inference",
@@ -242,6 +368,7 @@ def speed_sweep(
                     if strongest
                     else float("nan"),
                     "time_vs_softmax": statistics.median(times.ratio_rounds(name, "softmax")),
+                    **derived[name],
                     "speedup_vs_eager": latency.get(name.removesuffix(COMPILED_SUFFIX), float("nan")) / milliseconds
                     if name.endswith(COMPILED_SUFFIX)
                     else float("nan"),
@@ -255,6 +382,76 @@ def speed_sweep(
                     "latency_runs_ms": times.rounds_ms[name],
                 }
             )
+    return pd.DataFrame(rows)
+
+
+KERNEL_METHODS = {  # what the kernel breakdown profiles: softmax, each eager teacher implementation, ASAP
+    "inference": ("softmax", "sinkhorn", "sinkhorn_flash", "asap_fused", "fused_pass", "lse_pass", "dual_features"),
+    "training": ("softmax", "sinkhorn", "sinkhorn_flash"),
+}
+
+
+def kernel_breakdown(
+    seq_len: int,
+    batch: int,
+    heads: int,
+    head_dim: int,
+    n_iters: int,
+    slices: int,
+    training: bool = False,
+    device: str = "cpu",
+    threads: int = 1,
+    calls: int = 5,
+    top: int = 8,
+    shape_label: str = "reference",
+) -> pd.DataFrame:
+    """Where each method's time goes (``torch.profiler``, CPU self time): per method of :data:`KERNEL_METHODS`,
+    its ``top`` operators by self time (the rest summed as ``other``), each with its calls and self time per
+    method call (ms) and its share of the method's total, after a warm-up call, over ``calls`` calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    mode = "training" if training else "inference"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    q, k, v = random_qkv(batch, heads, seq_len, head_dim, torch.device(device))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for name in KERNEL_METHODS[mode]:
+            fn = method(name, n_iters, slices, head_dim, training)
+            with torch.set_grad_enabled(training):
+                fn(q, k, v)  # warm-up: set-up is not the method's
+                with profile(activities=activities) as profiler:
+                    for _ in range(calls):
+                        fn(q, k, v)
+            operators = sorted(profiler.key_averages(), key=lambda event: -event.self_cpu_time_total)
+            total_us = sum(event.self_cpu_time_total for event in operators)
+            kept = [(event.key, event.count, event.self_cpu_time_total) for event in operators[:top]]
+            rest = operators[top:]
+            if rest:
+                kept.append(("other", sum(e.count for e in rest), sum(e.self_cpu_time_total for e in rest)))
+            for operator, count, self_us in kept:
+                rows.append(
+                    {
+                        "mode": mode,
+                        "shape": shape_label,
+                        "method": name,
+                        "seq_len": seq_len,
+                        "operator": operator,
+                        "calls_per_call": count / calls,
+                        "self_ms_per_call": self_us / calls / 1e3,
+                        "share": self_us / total_us if total_us else float("nan"),
+                        "batch": batch,
+                        "heads": heads,
+                        "head_dim": head_dim,
+                        "n_iters": n_iters,
+                        "slices": slices,
+                        "device": device,
+                        "timing_threads": threads,
+                    }
+                )
+    finally:
+        torch.set_num_threads(previous_threads)
     return pd.DataFrame(rows)
 
 

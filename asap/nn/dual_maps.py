@@ -26,8 +26,11 @@ def ridge_from_moments(
 
 
 def linear_dual(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``f = phi . w_h + b_h``: ``features (B, H, N, F)``, ``weight (H, F)``, ``bias (H,)`` -> ``f (B, H, N)``."""
-    return torch.einsum("bhnl,hl->bhn", features, weight) + bias[:, None]
+    """``f = phi . w_h + b_h``: ``features (B, H, N, F)``, ``weight (H, F)``, ``bias (H,)`` -> ``f (B, H, N)``.
+
+    As ``(1, F) @ (F, N)`` per problem: the features come as a transposed view of a contiguous ``(B, H, F, N)``
+    tensor (:func:`asap.ops.sliced_dual_features`), which this reads without a copy."""
+    return torch.matmul(weight.unsqueeze(-2).to(features.dtype), features.mT).squeeze(-2) + bias[:, None]
 
 
 class LinearDualMap(nn.Module):

@@ -106,7 +106,9 @@ class Sinkhorn(Normaliser):
         impl = self.impl
         if impl == "auto":
             padding_only = mask is None or (mask.ndim >= 2 and mask.shape[-2] == 1)
-            impl = ops.sinkhorn_impl(q.shape[-2], q.device) if padding_only and not dropout else "lean"
+            training = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+            impl = ops.sinkhorn_impl(q.shape[-2], q.device, q.shape[-1], training)
+            impl = impl if padding_only and not dropout else "lean"
         if impl != "flash":
             return super().forward(q, k, v, mask, dropout_p)
         if dropout:
@@ -202,6 +204,11 @@ class ASAP(Normaliser):
     ``A = n exp(S + f (+) g)``; ``two_sided="auto"``: a side per head, chosen by calibration and kept in the
     ``head_two_sided`` buffer. The slice directions ``(H, d, L)`` and the dual map are fixed by calibration
     on a trained Sinkhorn teacher (``asap.compiler``); running an uncalibrated ASAP layer is an error.
+
+    ``impl`` chooses how the plan is applied, with the same value: ``fused`` (a log-sum-exp pass and a fused
+    attention pass, no ``n x n`` tensor, :func:`asap.ops.fused_c_transform_attention`), ``dense`` (the matrix,
+    the reference; also what attention dropout in training runs) or ``auto`` (default: :func:`asap.ops.asap_impl`
+    of the length and device).
     """
 
     name = "asap"
@@ -214,18 +221,20 @@ class ASAP(Normaliser):
         two_sided: bool | str = True,
         dual_map: str = "linear",
         seed: int = 0,
-        fused: bool = True,
+        impl: str = "auto",
         features: str = "sliced",
     ) -> None:
         super().__init__()
         ops.check_dual_features(features)
+        if impl not in ops.ASAP_IMPLS:
+            raise ValueError(f"unknown ASAP implementation {impl!r}; choose one of {ops.ASAP_IMPLS}")
         if dual_map not in DUAL_MAPS:
             raise ValueError(f"unknown dual map {dual_map!r}; choose one of {sorted(DUAL_MAPS)}")
         if not (isinstance(two_sided, bool) or two_sided == "auto"):
             raise ValueError(f"two_sided must be one of {SIDES} ('auto': a side per head), got {two_sided!r}")
         num_slices = num_slices or head_dim
         self.two_sided = two_sided
-        self.fused = fused
+        self.impl = impl
         self.dual_map_kind = dual_map
         self.features = features
         directions = ops.slice_directions(head_dim, num_slices, seed).expand(num_heads, -1, -1).clone()
@@ -259,7 +268,8 @@ class ASAP(Normaliser):
         return ops.c_transform_attention_matrix(q, k, self.dual(q, k, mask), pair_mask(mask), self.sides())
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
-        if not self.fused or (self.training and dropout_p > 0):  # attention dropout needs the matrix
+        impl = ops.asap_impl(q.shape[-2], q.device) if self.impl == "auto" else self.impl
+        if impl == "dense" or (self.training and dropout_p > 0):  # attention dropout needs the matrix
             return super().forward(q, k, v, mask, dropout_p)
         f = self.dual(q, k, mask)
         return ops.fused_c_transform_attention(q, k, v, f, token_mask(mask), self.sides())
@@ -268,7 +278,7 @@ class ASAP(Normaliser):
         slices = self.directions.shape[-1]
         return (
             f"slices={slices}, features={self.features}, two_sided={self.two_sided}, dual_map={self.dual_map_kind}, "
-            f"fused={self.fused}"
+            f"impl={self.impl}"
         )
 
 

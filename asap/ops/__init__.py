@@ -39,11 +39,14 @@ from asap.ops.entropic import (
     transport_plan,
 )
 from asap.ops.flash_sinkhorn import flash_sinkhorn_attention
-from asap.ops.fused import attention_with_lse, fused_c_transform_attention
+from asap.ops.fused import LSE_PASS_IMPLS, attention_with_lse, biased_lse, fused_c_transform_attention, lse_pass_impl
 from asap.ops.kantorovich import kantorovich_1d
 from asap.ops.normalised_attention import (
+    ASAP_IMPLS,
     FLASH_SINKHORN_MIN_LEN,
+    FLASH_SINKHORN_SMALL_HEADS,
     SINKHORN_IMPLS,
+    asap_impl,
     attention_scores,
     c_transform_attention_matrix,
     sinkhorn_attention,
@@ -64,7 +67,13 @@ __all__ = [
     "dual_features",
     "num_dual_features",
     "row_lse_features",
+    "ASAP_IMPLS",
     "FLASH_SINKHORN_MIN_LEN",
+    "FLASH_SINKHORN_SMALL_HEADS",
+    "LSE_PASS_IMPLS",
+    "asap_impl",
+    "biased_lse",
+    "lse_pass_impl",
     "SINKHORN_IMPLS",
     "sinkhorn_attention",
     "sinkhorn_impl",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from asap.ops.fused import attention_with_lse, padded_bias
+from asap.ops.fused import biased_lse, padded_bias
 from asap.ops.kantorovich import query_potentials_1d
 from asap.ops.masking import centred, masked_mean, potential_dtype
 
@@ -72,7 +72,7 @@ def row_lse_features(
     """``-t LSE_j(S_ij / t)`` over the valid keys, per temperature ``t``: ``(..., n, len(temperatures))``,
     centred over the valid queries, 0 on padded ones, in at least float32.
 
-    One fused attention call for all temperatures (:func:`asap.ops.fused.attention_with_lse`): the queries
+    One log-sum-exp pass for all temperatures (:func:`asap.ops.fused.biased_lse`): the queries
     scaled by ``1 / t`` are stacked on the heads, so ``O(n d)`` memory and no ``n x n`` tensor (the dense
     computation where no fused kernel applies, or where a gradient is needed).
 
@@ -96,7 +96,7 @@ def row_lse_features(
     zeros = torch.zeros(q.shape[:-1], dtype=potential_dtype(q.dtype), device=q.device)  # (..., n)
     tokens = None if token_mask is None else token_mask.expand(q.shape[:-1])
     key_bias = padded_bias(zeros, tokens).reshape(1, problems, seq_len).repeat(1, count, 1)  # (1, T P, n)
-    _, lse = attention_with_lse(stacked_q, stacked_k, stacked_k, key_bias)  # values unused: keys, equally wide
+    lse = biased_lse(stacked_q, stacked_k, key_bias)
     scale = torch.tensor(temperatures, dtype=lse.dtype, device=lse.device)
     lse = lse.reshape(count, *lead, seq_len).movedim(0, -2) * -scale.view(-1, 1)  # (..., T, n)
     return centred(lse, None if tokens is None else tokens.unsqueeze(-2)).mT  # (..., n, T)
@@ -122,10 +122,10 @@ def sliced_dual_features(q: Tensor, k: Tensor, directions: Tensor, token_mask: T
             f"q and k must share a shape (..., n, d) matching directions (.., d, L), got {tuple(q.shape)}, "
             f"{tuple(k.shape)} and {tuple(directions.shape)}"
         )
-    scale = q.shape[-1] ** -0.25  # as in asap.ops.project, transposed: (..., L, n)
-    equation = "...hnd,hdl->...hln" if directions.ndim == 3 else "...nd,dl->...ln"
-    directions = directions.to(q) * scale  # the input's device and dtype
-    x, y = torch.einsum(equation, q, directions), torch.einsum(equation, k, directions)
+    # As in asap.ops.project, transposed: directions^T q^T is (..., L, n) and contiguous (an einsum may return a
+    # permuted view, which every later step would then copy or stride through)
+    directions = (directions.to(q) * q.shape[-1] ** -0.25).mT  # the input's device and dtype; (.., L, d)
+    x, y = torch.matmul(directions, q.mT), torch.matmul(directions, k.mT)  # (..., L, n)
     mask = None if token_mask is None else token_mask.unsqueeze(-2)  # (..., 1, n): same tokens for every slice
     phi = query_potentials_1d(x, y, mask)  # float32 at least, as x and y are below
     x, y = x.to(phi.dtype), y.to(phi.dtype)

@@ -10,8 +10,9 @@ and a fused attention kernel that returns its row log-sum-exp computes one witho
 (:func:`asap.ops.fused.biased_attention`: on CPU the bias is a broadcast additive mask, on CUDA it rides in an
 extra head dimension); the column step is the same pass with the roles of queries and keys swapped. With
 ``g_0 = 0`` the forward is ``f_0, g_1, f_1, ..., g_T`` and the output ``softmax_j(S_{ij} + g_{T,j}) v_j``
-(rows exact, so ``f_T`` is not needed): ``2T + 1`` fused passes, as in FlashSinkhorn (arXiv 2602.03067),
-which does this for point-cloud transport.
+(rows exact, so ``f_T`` is not needed): ``2T + 1`` passes, as in FlashSinkhorn (arXiv 2602.03067), which
+does this for point-cloud transport. Only the last needs the values: the ``2T`` half-steps are log-sum-exp-only
+passes (:func:`asap.ops.fused.biased_lse`, blocked or fused as measured).
 
 Backward without ``n x m`` memory: only the potentials (``O(T n)``) are saved, and the chain is walked in
 reverse (the gradient is the unrolled one, as in :mod:`asap.ops.sinkhorn_backward`). Write
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from asap.ops.fused import BIAS_IN_HEAD_DIM, bias_mask, biased_attention, fused_inputs, padded_bias
+from asap.ops.fused import BIAS_IN_HEAD_DIM, bias_mask, biased_attention, biased_lse, fused_inputs, padded_bias
 from asap.ops.masking import checking_data, log_uniform, potential_dtype, zero_invalid
 
 
@@ -106,11 +107,9 @@ class _FlashSinkhorn(torch.autograd.Function):
         for _ in range(n_iters):
             key_bias = padded_bias(key_bias, token_mask)
             key_biases.append(key_bias)
-            _, row_lse = biased_attention(q, k, k, key_bias)  # only the log-sum-exp is used
-            query_bias = padded_bias(log_a - row_lse, token_mask)  # f_t
+            query_bias = padded_bias(log_a - biased_lse(q, k, key_bias), token_mask)  # f_t
             query_biases.append(query_bias)
-            _, column_lse = biased_attention(k, q, q, query_bias)
-            key_bias = log_b - column_lse  # g_{t+1}
+            key_bias = log_b - biased_lse(k, q, query_bias)  # g_{t+1}
         key_bias = padded_bias(key_bias, token_mask)
         key_biases.append(key_bias)
         out, row_lse = biased_attention(q, k, v, key_bias)

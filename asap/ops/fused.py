@@ -1,4 +1,4 @@
-r"""ASAP inference without any ``n x n`` tensor: two fused attention passes.
+r"""ASAP inference without any ``n x n`` tensor: a log-sum-exp pass and a fused attention pass.
 
 Given the predicted query dual ``f``, ASAP needs
 
@@ -7,10 +7,11 @@ Given the predicted query dual ``f``, ASAP needs
     \mathrm{out}_i = \sum_j \operatorname{softmax}_j (S_{ij} + g_j)\, v_j .
 
 The column pass is attention with the roles swapped (keys attend to queries, additive bias ``f`` on the
-queries) of which only the log-sum-exp is needed; the row pass is attention with additive bias ``g`` on the
-keys. Fused kernels (torch's flash attention on CPU, memory-efficient attention on CUDA) return that
-log-sum-exp and stream over blocks, so memory stays ``O(n d)``. The one-sided plan
-``A = n exp(S + f (+) g)`` follows from the row pass's log-sum-exp:
+queries) of which only the log-sum-exp is needed (:func:`biased_lse`: scores formed and reduced a cache-sized
+block at a time, or a fused kernel whose output is discarded, whichever :func:`lse_pass_impl` measured faster);
+the row pass is attention with additive bias ``g`` on the keys. Fused kernels (torch's flash attention on CPU,
+memory-efficient attention on CUDA) return that log-sum-exp and stream over blocks, so memory stays
+``O(n d)``. The one-sided plan ``A = n exp(S + f (+) g)`` follows from the row pass's log-sum-exp:
 ``out_i = n exp(f_i + LSE_j(S_ij + g_j)) softmax-out_i``. :func:`asap.ops.c_transform_attention_matrix` is the
 dense reference this is tested against.
 """
@@ -120,6 +121,69 @@ def _dense_biased_attention(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -
     return (torch.exp(scores - lse.unsqueeze(-1)) @ v.to(work)).to(v.dtype), lse
 
 
+# The log-sum-exp-only pass: where only ``LSE_j(S_ij + bias_j)`` is needed (ASAP's column step, the flash teacher's
+# half-steps, the row log-sum-exp features) a fused kernel still multiplies by values it then throws away (torch's
+# CPU flash kernel wants q, k, v equally wide). The blocked pass forms the scores a block at a time, small enough to
+# stay in cache, and reduces each block at once: no values, no output. Which one runs is measured
+# (``asap bench speed``'s ``lse_pass`` and ``fused_pass`` rows); see lse_pass_impl.
+LSE_PASS_IMPLS = ("auto", "blocked", "kernel")
+LSE_BLOCK_SCORES = 2**18  # scores per block: 1 MB in float32, inside a core's L2
+# On CPU (measured side by side, 1 and 2 threads, n = 17 to 4096, `asap bench speed`'s lse_pass rows keep
+# checking it): the blocked pass is faster from d = 64 on and n >= 64; below d = 64 the exponentials, not the
+# values' multiply, bound the kernel's pass, and at short n the blocks' Python overhead outweighs the saving.
+BLOCKED_LSE_MIN_HEAD_DIM = 64
+BLOCKED_LSE_MIN_LEN = 64
+
+
+def lse_pass_impl(head_dim: int, seq_len: int, device: torch.device | str) -> str:
+    """The log-sum-exp-only pass that ``impl="auto"`` runs over ``seq_len`` keys: ``blocked`` on CPU from
+    :data:`BLOCKED_LSE_MIN_HEAD_DIM` and :data:`BLOCKED_LSE_MIN_LEN` on, the fused ``kernel`` otherwise: on CUDA
+    (not measured: no GPU was lent when this rule was set) and under ``torch.compile``, which would unroll the
+    blocks into its graph."""
+    blocked = head_dim >= BLOCKED_LSE_MIN_HEAD_DIM and seq_len >= BLOCKED_LSE_MIN_LEN
+    if torch.device(device).type == "cpu" and blocked and not torch.compiler.is_compiling():
+        return "blocked"
+    return "kernel"
+
+
+def blocked_biased_lse(q: Tensor, k: Tensor, key_bias: Tensor) -> Tensor:
+    r"""``LSE_j(q_i . k_j / sqrt(d) + key_bias_j)`` ``(B, H, n)`` in blocks of at most :data:`LSE_BLOCK_SCORES`
+    scores: per block one ``baddbmm`` (the bias added by the multiply) and one reduction while the block is in
+    cache; ``O(block + (n + m) d)`` memory. In the potentials' precision (at least float32)."""
+    work = potential_dtype(q.dtype)
+    *lead, seq_len, head_dim = q.shape
+    keys = k.shape[-2]
+    queries = q.to(work).reshape(-1, seq_len, head_dim)  # (P, n, d): every leading index is one problem
+    keys_t = k.to(work).reshape(-1, keys, head_dim).mT  # (P, d, m)
+    bias = key_bias.to(work).reshape(-1, 1, keys)  # (P, 1, m)
+    problems = queries.shape[0]
+    rows = max(1, min(seq_len, LSE_BLOCK_SCORES // keys))  # query rows per block
+    group = max(1, min(problems, LSE_BLOCK_SCORES // (rows * keys)))  # problems per block (short sequences)
+    lse = queries.new_empty(problems, seq_len)
+    for p in range(0, problems, group):
+        for i in range(0, seq_len, rows):
+            scores = torch.baddbmm(
+                bias[p : p + group], queries[p : p + group, i : i + rows], keys_t[p : p + group], alpha=head_dim**-0.5
+            )  # (group, rows, m)
+            lse[p : p + group, i : i + rows] = torch.logsumexp(scores, dim=-1)
+    return lse.reshape(*lead, seq_len)
+
+
+def biased_lse(q: Tensor, k: Tensor, key_bias: Tensor, impl: str = "auto") -> Tensor:
+    """``LSE_j(q_i . k_j / sqrt(d) + key_bias_j)`` ``(B, H, n)`` alone, by the blocked pass
+    (:func:`blocked_biased_lse`) or a fused kernel's (:func:`biased_attention`, its output discarded);
+    ``"auto"``: :func:`lse_pass_impl`. Where a gradient is needed, the dense computation."""
+    if impl not in LSE_PASS_IMPLS:
+        raise ValueError(f"unknown log-sum-exp pass {impl!r}; choose one of {LSE_PASS_IMPLS}")
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, key_bias)):
+        return _dense_biased_attention(q, k, k, key_bias)[1]
+    if impl == "auto":
+        impl = lse_pass_impl(q.shape[-1], k.shape[-2], q.device)
+    if impl == "blocked":
+        return blocked_biased_lse(q, k, key_bias)
+    return biased_attention(q, k, k, key_bias)[1]  # values unused: the keys, equally wide
+
+
 def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`biased_attention` where no gradient is needed, else the dense computation, which autograd can
     differentiate."""
@@ -129,9 +193,16 @@ def attention_with_lse(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor) -> tup
 
 
 def fused_c_transform_attention(
-    q: Tensor, k: Tensor, v: Tensor, f: Tensor, token_mask: Tensor | None = None, two_sided: bool | Tensor = True
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    f: Tensor,
+    token_mask: Tensor | None = None,
+    two_sided: bool | Tensor = True,
+    lse_impl: str = "auto",
 ) -> Tensor:
-    """ASAP's attention output from the query dual ``f (B, H, n)``, in two fused passes (self-attention).
+    """ASAP's attention output from the query dual ``f (B, H, n)``, in two passes (self-attention): the column
+    step's log-sum-exp alone (:func:`biased_lse`, by ``lse_impl``), then the biased row pass.
 
     ``token_mask (B, 1|H, n)`` marks real tokens (padding); padded queries get a zero output, as in the dense path.
     ``two_sided`` may be a boolean tensor broadcastable to ``(B, H)`` (a side per head: ``(H,)``). One-sided
@@ -139,7 +210,7 @@ def fused_c_transform_attention(
     """
     f = f.to(potential_dtype(q.dtype))
     log_n = -log_uniform(token_mask, q.shape[-2], f.dtype)
-    _, column_lse = attention_with_lse(k, q, q, padded_bias(f, token_mask))  # only the log-sum-exp is used
+    column_lse = biased_lse(k, q, padded_bias(f, token_mask), lse_impl)
     g = padded_bias(-log_n - column_lse, token_mask)  # log b_j - LSE_i(S_ij + f_i), with b = 1/n over valid keys
     out, row_lse = attention_with_lse(q, k, v, g)
     if isinstance(two_sided, Tensor) or not two_sided:

@@ -40,23 +40,43 @@ def sinkhorn_attention_matrix(q: Tensor, k: Tensor, n_iters: int, mask: Tensor |
 
 
 SINKHORN_IMPLS = ("auto", "flash", "lean", "unrolled")
-FLASH_SINKHORN_MIN_LEN = 2048  # on CPU; measured crossover, see sinkhorn_impl
+FLASH_SINKHORN_MIN_LEN = 2048  # on CPU, at every head dim: see sinkhorn_impl
+# (largest head dim, shortest n) from which flash runs at small head dims, at inference and in training
+FLASH_SINKHORN_SMALL_HEADS = {"inference": (32, 1024), "training": (16, 1024)}
 
 
-def sinkhorn_impl(seq_len: int, device: torch.device) -> str:
+def sinkhorn_impl(seq_len: int, device: torch.device | str, head_dim: int = 64, training: bool = False) -> str:
     """The Sinkhorn implementation that ``impl="auto"`` runs: ``flash`` on CUDA and, on CPU, from
-    :data:`FLASH_SINKHORN_MIN_LEN` tokens on; ``lean`` below.
+    :data:`FLASH_SINKHORN_MIN_LEN` tokens on, or from n = 1024 at head dims up to 32 (inference) or 16 (training:
+    :data:`FLASH_SINKHORN_SMALL_HEADS`); ``lean`` below.
 
-    Measured side by side on the 2-core CPU (B=2, H=4, d=64, T=3, 2 threads; ``asap bench speed`` records the
-    workflow's numbers): flash/lean time 2.2 (inference) and 3.0 (training step) at n=128, 1.4 and 2.4 at n=512,
-    1.0 and 1.1-1.5 at n=1024, 0.8 and 1.06 at n=2048, while flash holds ``O(n d)`` instead of ``n x n`` memory
-    (at n=1024 its training step needs 18 MB against lean's 163 MB). On CUDA the lean teacher's ``n x n``
-    traffic dominates and the fused kernels are fast, so flash is the default
-    there at every length (not yet measured: no GPU was lent when this rule was set).
+    Measured side by side on the 2-core CPU (B=2, T=3 and 10, the reference and the trained models' H and d;
+    ``asap bench speed``'s ``sinkhorn_auto`` rows keep checking it at every committed shape): at inference flash
+    overtakes lean from n = 1024 at d <= 32 (its half-steps are kernel passes that the values' multiply hardly
+    slows at small d), but at d = 64 only from n = 2048 on one thread; a training step's flash backward is four
+    more passes per iteration, so there it pays from n = 1024 at d = 16 only, and elsewhere from 2048, where
+    lean's ``n x n`` buffers (B=2, H=4: 128 MB each) start to weigh. On CUDA the lean teacher's ``n x n`` traffic
+    dominates and the fused kernels are fast, so flash runs at every length (not measured: no GPU was lent when
+    this rule was set).
     """
     if torch.device(device).type == "cuda" or seq_len >= FLASH_SINKHORN_MIN_LEN:
         return "flash"
-    return "lean"
+    largest_head_dim, shortest = FLASH_SINKHORN_SMALL_HEADS["training" if training else "inference"]
+    return "flash" if head_dim <= largest_head_dim and seq_len >= shortest else "lean"
+
+
+ASAP_IMPLS = ("auto", "dense", "fused")
+
+
+def asap_impl(seq_len: int, device: torch.device | str) -> str:
+    """The ASAP implementation that ``impl="auto"`` runs: ``fused``, at every length and on every device.
+
+    Measured side by side on the 2-core CPU (1 thread, B=2, the reference and the trained models' H, d and L,
+    n = 17 to 2048): the fused path was never slower than the dense one beyond timing noise, even at n = 17,
+    where both are bound by per-operation overhead (``asap bench speed``'s ``asap_auto`` rows keep checking it).
+    The dense path stays the reference, and what attention dropout in training needs.
+    """
+    return "fused"
 
 
 def sinkhorn_attention(
@@ -70,12 +90,13 @@ def sinkhorn_attention(
     * ``lean``: the ``n x n`` matrix with an exact backward that saves ``O(n)`` per iteration
       (:func:`asap.ops.lean_sinkhorn_attention_matrix`);
     * ``unrolled``: plain autograd through the iterations (the reference, :func:`sinkhorn_attention_matrix`);
-    * ``auto``: :func:`sinkhorn_impl` of the length and device.
+    * ``auto``: :func:`sinkhorn_impl` of the length, device, head dim and whether a gradient is needed.
 
     ``q, k, v`` are ``(B, H, n, d)``; ``token_mask (B, 1|H, n)`` marks real tokens (self-attention padding).
     """
     if impl == "auto":
-        impl = sinkhorn_impl(q.shape[-2], q.device)
+        training = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+        impl = sinkhorn_impl(q.shape[-2], q.device, q.shape[-1], training)
     if impl == "flash":
         return flash_sinkhorn_attention(q, k, v, n_iters, token_mask)
     pairs = None if token_mask is None else token_mask.unsqueeze(-1) & token_mask.unsqueeze(-2)

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from asap.results import SPEED_AUTO_ROWS, SPEED_PIECES  # noqa: E402
+
 
 def save(figure: plt.Figure, stem: Path, bottom: float = 0.0) -> list[Path]:
     """PNG and PDF of ``figure``; ``bottom`` is the fraction kept free below the panels (a figure legend)."""
@@ -196,6 +198,7 @@ def speed(inference: pd.DataFrame, training: pd.DataFrame, stem: Path) -> list[P
     single = inference.timing_threads.min()  # the single-threaded sweep, which also measured memory
     inference = inference[(inference["shape"] == "reference") & (inference.timing_threads == single)]
     inference = inference[~inference.method.str.endswith("_compiled")]  # one length only: in the table
+    inference = inference[~inference.method.isin((*SPEED_PIECES, *SPEED_AUTO_ROWS))]  # pieces and rules: in the table
     training = training[(training["shape"] == "reference") & (training.timing_threads == single)]
     for method, group in inference.groupby("method", sort=False):
         axes[0].plot(group.seq_len, group.latency_ms, marker="o", label=method)

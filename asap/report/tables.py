@@ -91,9 +91,17 @@ def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path
 def speed_table(inference: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """Per mode, shape (the reference, or a compiled model's own H, d, T, L), method and n: latency (ms), ratios to
     each teacher implementation (lean = the teacher as trained, flash, unrolled) and to softmax, peak memory (MB),
-    the speed-up of compiled rows over eager, and the threads the timing used."""
+    the speed-up of compiled rows over eager, the threads the timing used; per length the log-sum-exp pass and
+    the features over a full fused pass (r, phi), the pass-count limit, ASAP's share of it (its speed-up over
+    the strongest teacher over the limit) and, on ``auto`` rows, the fastest implementation over the auto row."""
     columns = ["batch", "heads", "head_dim", "n_iters", "slices", "latency_ms"]
     columns += ["speedup_vs_teacher", "speedup_vs_flash", "speedup_vs_unrolled", "time_vs_softmax", "speedup_vs_eager"]
-    columns += ["peak_mem_mb"]
+    columns += ["speedup_vs_strongest", "lse_pass_ratio", "features_ratio", "pass_limit", "of_pass_limit"]
+    columns += ["auto_vs_fastest", "peak_mem_mb"]
     table = pd.concat([inference, training], ignore_index=True)
+    for column in ("speedup_vs_strongest", "lse_pass_ratio", "features_ratio", "pass_limit", "auto_vs_fastest"):
+        if column not in table:  # a table from before these columns
+            table[column] = float("nan")
+    asap = table.method.str.startswith("asap")
+    table["of_pass_limit"] = (table.speedup_vs_strongest / table.pass_limit).where(asap)
     return table.set_index(["mode", "shape", "timing_threads", "method", "seq_len"])[columns].round(2)
