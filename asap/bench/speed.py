@@ -47,6 +47,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -54,7 +55,7 @@ from asap import ops
 from asap.bench.timing import interleaved_rounds, random_qkv
 from asap.memory import PeakMemory
 from asap.nn.online_map import OnlineDualMap
-from asap.ops import fused, kantorovich, masking
+from asap.ops import fused, masking
 from asap.results import SPEED_AUTO_ROWS, SPEED_PIECES
 
 INFERENCE = (
@@ -136,14 +137,32 @@ def _flash_sinkhorn_v0(q, k, v, n_iters: int):
     return fused.biased_attention(q, k, v, key_bias)[0]
 
 
+def _query_potentials_v0(x, y):
+    """:func:`asap.ops.kantorovich.query_potentials_1d` as of commit ed7b2a8 (no padding): float32 sort keys
+    packed by torch's bitwise operations, then numpy's sort."""
+    x, y = x.contiguous(), y.contiguous()
+    if x.dtype == torch.float32:
+        bits = x.view(torch.int32)
+        key = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
+        packed = (key << 32) | torch.arange(x.shape[-1], dtype=torch.int64)
+        x_order = torch.from_numpy(np.sort(packed.numpy(), axis=-1)) & 0xFFFFFFFF
+    else:
+        x_order = torch.from_numpy(np.argsort(x.numpy(), axis=-1))
+    xs = x.gather(-1, x_order)
+    ys = torch.from_numpy(np.sort(y.numpy(), axis=-1))
+    increments = ys[..., :-1] * xs.diff(dim=-1)
+    neg_u = torch.cat([torch.zeros_like(xs[..., :1]), increments.cumsum(dim=-1).neg_()], dim=-1)
+    return masking.centred(torch.empty_like(xs).scatter_(-1, x_order, neg_u), None)
+
+
 def _asap_fused_v0(q, k, v, directions, weights):
     """Fused ASAP as of commit ed7b2a8, kept as a baseline row: features projected by an einsum (a permuted
-    view, which the sorts then copy), the map an einsum on the transposed features, and the column step a full
-    fused pass whose output is discarded (inference, no padding, two-sided)."""
+    view, which the sorts then copy), sort keys packed by torch, the map an einsum on the transposed features,
+    and the column step a full fused pass whose output is discarded (inference, no padding, two-sided)."""
     scale = q.shape[-1] ** -0.25
     d = directions.to(q) * scale
     x, y = torch.einsum("...nd,dl->...ln", q, d), torch.einsum("...nd,dl->...ln", k, d)
-    phi = kantorovich.query_potentials_1d(x, y)
+    phi = _query_potentials_v0(x, y)
     mean_field = masking.centred(x * masking.masked_mean(y, None), None)
     features = torch.cat([phi, mean_field], dim=-2).mT
     f = torch.einsum("bhnl,l->bhn", features, weights.to(q))
