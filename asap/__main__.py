@@ -189,10 +189,10 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _dashboard(args: argparse.Namespace) -> None:
     from asap.dashboard import PANEL_KEYS, build_workspace, missing_keys, save_workspace
-    from asap.tracking import offline_runs, read_offline_run
+    from asap.tracking import read_offline_runs
 
-    if args.check:  # offline: do the logged runs hold every key the panels read?
-        runs = [read_offline_run(path) for path in offline_runs(args.check)]
+    if args.check:  # offline: do the logged runs hold every key the panels read? (a resumed job's segments: one)
+        runs = read_offline_runs(args.check)
         if not runs:
             raise FileNotFoundError(f"no offline W&B runs under {args.check}")
         lacking = {job: keys for job, keys in missing_keys(runs, PANEL_KEYS).items() if keys}
@@ -293,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--results-dir", default=SUPPRESS, help="run records" + default(train_task, "results_dir"))
     train.add_argument("--result", default=SUPPRESS, help="the run record (default <results-dir>/<profile>/train/...)")
     train.add_argument("--run-dir", default=SUPPRESS, help="this run's checkpoints and logs (default <runs-dir>/...)")
+    train.add_argument(
+        "--checkpoint-every-s",
+        type=float,
+        default=SUPPRESS,
+        help="seconds of training between the checkpoints a killed run resumes from"
+        + default(train_task, "checkpoint_every_s"),
+    )
     _add_wandb(train, with_profile=False)
     train.set_defaults(handler=_train)
 

@@ -561,6 +561,44 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
     return run
 
 
+def run_id(run_dir: str | Path) -> str:
+    """The W&B run id of an offline run folder (``offline-run-<time>-<id>``)."""
+    return Path(run_dir).name.rsplit("-", 1)[-1]
+
+
+def merge_segments(segments: list[OfflineRun]) -> OfflineRun:
+    """One run from the offline segments of a resumed job (oldest first, one id: W&B cannot resume an offline
+    run, so each segment is its own folder until ``wandb sync`` sends them, in order, to the one run): the
+    config and summary updated segment by segment, history keys, tables, images and artifacts gathered, the
+    identity and exit code of the last segment."""
+    if not segments:
+        raise ValueError("no segments to merge")
+    ids = {run_id(segment.path) for segment in segments}
+    if len(ids) != 1:
+        raise ValueError(f"segments of different runs: {sorted(ids)}")
+    merged = OfflineRun(path=segments[-1].path)
+    for segment in segments:
+        merged.config.update(segment.config)
+        merged.summary.update(segment.summary)
+        merged.history_keys |= segment.history_keys
+        merged.tables.update(segment.tables)
+        merged.images |= segment.images
+        merged.artifacts += segment.artifacts
+    last = segments[-1]
+    merged.tags, merged.group, merged.job_type, merged.name = last.tags, last.group, last.job_type, last.name
+    merged.exit_code = last.exit_code
+    return merged
+
+
+def read_offline_runs(root: str | Path) -> list[OfflineRun]:
+    """Every offline run under ``root``, the segments of a resumed job (same id) merged into one run
+    (:func:`merge_segments`), in the order of each run's first segment."""
+    by_id: dict[str, list[OfflineRun]] = {}
+    for path in offline_runs(root):
+        by_id.setdefault(run_id(path), []).append(read_offline_run(path))
+    return [merge_segments(segments) for segments in by_id.values()]
+
+
 def offline_runs(root: str | Path) -> list[Path]:
     """Every offline run folder under ``root`` (``**/wandb/offline-run-*``), oldest first."""
     return sorted((path for path in Path(root).rglob("offline-run-*") if path.is_dir()), key=lambda path: path.name)

@@ -140,3 +140,23 @@ def test_bad_input_is_refused(tmp_path):
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("WANDB_MODE", "sometimes")
             tracking.wandb_mode()
+
+
+def test_the_segments_of_a_resumed_run_read_back_as_one_run(offline):
+    """A resumed job logs a second offline segment under its first one's id: read back, they are one run (config
+    and summary updated, history keys gathered, the last segment's exit code); another run stays apart."""
+    for step, key in enumerate(("loss_a", "loss_b")):
+        run = wandb.init(project="asap-test", id="resumed1", resume="allow", job_type="train", config={"step": step})
+        run.log({key: 1.0})
+        run.summary["segment"] = step
+        run.finish()
+    other = wandb.init(project="asap-test", job_type="compile")
+    other.finish()
+    wandb.teardown()  # flush the transaction logs
+    runs = tracking.read_offline_runs(offline)
+    assert len(runs) == 2 and len(tracking.offline_runs(offline)) == 3
+    (resumed,) = [run for run in runs if tracking.run_id(run.path) == "resumed1"]
+    assert {"loss_a", "loss_b"} <= resumed.history_keys and resumed.summary["segment"] == 1
+    assert resumed.config["step"] == 1 and resumed.exit_code == 0 and resumed.job_type == "train"
+    with pytest.raises(ValueError, match="different runs"):
+        tracking.merge_segments([read_offline_run(path) for path in tracking.offline_runs(offline)])

@@ -107,7 +107,7 @@ def test_cli_trains_with_overrides_and_offline_wandb(tmp_path, monkeypatch):
     )
     record = json.loads((tmp_path / "results/cpu/train/listops/sliced/seed0.json").read_text())
     assert record["config"]["data"]["batch_size"] == 16 and record["cost"]["steps"] == 3
-    assert (tmp_path / "runs/cpu/listops/sliced/seed0/checkpoints/last.ckpt").exists()
+    assert (tmp_path / "runs/cpu/listops/sliced/seed0/progress/last.ckpt").exists()
     wandb.teardown()  # flush the offline run's transaction log
     [run_dir] = offline_runs(tmp_path / "runs/cpu/listops/sliced/seed0/wandb")
     run = read_offline_run(run_dir)

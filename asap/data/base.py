@@ -97,7 +97,7 @@ def example_ids(loader: DataLoader) -> np.ndarray:
     ``Subset``, the index in the full split)."""
     if loader.batch_sampler is None:
         raise ValueError("example ids need a loader with a batch sampler")
-    if isinstance(loader.sampler, RandomSampler) or getattr(loader.batch_sampler, "shuffle", False):
+    if isinstance(loader.sampler, (RandomSampler, EpochPermutation)) or getattr(loader.batch_sampler, "shuffle", False):
         raise ValueError("example ids need an unshuffled loader (a second pass would see another order)")
     ids = np.fromiter(itertools.chain.from_iterable(loader.batch_sampler), dtype=np.int64)
     dataset = loader.dataset
@@ -113,35 +113,86 @@ def sequence_lengths(dataset: Dataset) -> np.ndarray:
     return np.array([len(sequence) for sequence in dataset.sequences])
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator a shuffled epoch is drawn from: a function of the seed and the epoch alone, so that a
+    resumed run draws the epoch it was killed in again (:mod:`asap.train.resume`)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+class EpochPermutation(Sampler[int]):
+    """A random permutation of ``range(num_samples)`` per epoch, drawn from :func:`epoch_generator`, that can
+    start part-way through an epoch (:meth:`resume`). Lightning calls :meth:`set_epoch` before each epoch; a
+    loop that does not gets the next epoch's order on each full pass."""
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples, self.seed = num_samples, seed
+        self.epoch, self._resume = 0, (-1, 0)  # (epoch, items to skip in it)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume(self, epoch: int, skip: int) -> None:
+        """Start ``epoch`` ``skip`` samples in, when it is next iterated."""
+        self.epoch, self._resume = epoch, (epoch, skip)
+
+    def __iter__(self):
+        skip = self._resume[1] if self._resume[0] == self.epoch else 0
+        self._resume = (-1, 0)
+        order = torch.randperm(self.num_samples, generator=epoch_generator(self.seed, self.epoch))
+        yield from order[skip:].tolist()
+        self.epoch += 1  # a loop that never calls set_epoch still sees a new order each epoch
+
+
 class LengthBucketSampler(Sampler[list[int]]):
     """Batches of similar lengths, so that padding (and quadratic attention over it) is small.
 
     Shuffled: each epoch draws a random permutation, sorts it by length within buckets of ``bucket_batches``
-    batches, and shuffles the order of the batches; a seeded generator makes the sequence of epochs reproducible.
+    batches, and shuffles the order of the batches, all from :func:`epoch_generator` (the epoch is set by
+    :meth:`set_epoch`), so an epoch is reproducible on its own and can start part-way (:meth:`resume`).
     Unshuffled (evaluation): batches of the length-sorted samples.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, bucket_batches: int = 50):
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.bucket = batch_size * bucket_batches
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.epoch, self._resume = seed, 0, (-1, 0)  # (epoch, batches to skip in it)
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
+    @property
+    def sampler(self) -> LengthBucketSampler:
+        """Itself: where Lightning looks for a batch sampler's ``set_epoch`` (``batch_sampler.sampler``)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume(self, epoch: int, skip: int) -> None:
+        """Start ``epoch`` ``skip`` batches in, when it is next iterated."""
+        self.epoch, self._resume = epoch, (epoch, skip)
+
     def __iter__(self):
+        skip = self._resume[1] if self._resume[0] == self.epoch else 0
+        self._resume = (-1, 0)
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            yield from (order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size))
+            starts = range(skip * self.batch_size, len(order), self.batch_size)
+            yield from (order[i : i + self.batch_size].tolist() for i in starts)
             return
-        order = torch.randperm(len(self.lengths), generator=self.generator).numpy()
+        generator = epoch_generator(self.seed, self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
         batches = []
         for start in range(0, len(order), self.bucket):
             bucket = order[start : start + self.bucket]
             bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
             batches += [bucket[i : i + self.batch_size].tolist() for i in range(0, len(bucket), self.batch_size)]
-        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+        for index in torch.randperm(len(batches), generator=generator)[skip:].tolist():
             yield batches[index]
+        self.epoch += 1  # a loop that never calls set_epoch still sees a new order each epoch
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -200,8 +251,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochPermutation(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,14 @@ from asap.compiler.online import compile_online, online_layers, online_report
 from asap.data import create_datamodule
 from asap.data.base import constant_predictor_accuracy
 from asap.provenance import provenance, write_json_atomic
+from asap.results import write_atomic
 from asap.tracking import finish_logger_runs, job_identity, log_reference_artifact
 from asap.train.callbacks import OnlineCalibration, StepCost
 from asap.train.config import DEFAULT_PROFILE, apply_overrides, load_task_config, run_config, validate_config
 from asap.train.module import Classifier
+from asap.train.resume import AtomicCheckpointIO, PublishBest, ResumeDataPosition, RNGStates
+
+CHECKPOINT_EVERY_S = 600.0  # seconds of training between the checkpoints a killed run resumes from
 
 
 def model_arguments(config: dict[str, Any], datamodule: L.LightningDataModule) -> dict[str, Any]:
@@ -49,7 +56,7 @@ class CheckpointReferenceLogger(WandbLogger):
         super().__init__(*args, **kwargs)
         self.checkpoint_artifact = checkpoint_artifact
         self._checkpointers: dict[int, ModelCheckpoint] = {}
-        self._referenced: set[str] = set()
+        self._referenced: set[int] = set()
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         super().after_save_checkpoint(checkpoint_callback)
@@ -60,22 +67,30 @@ class CheckpointReferenceLogger(WandbLogger):
         super().finalize(status)
         if status != "success" or self._experiment is None:
             return
-        for checkpointer in self._checkpointers.values():  # fit, then test: each best path once
+        # fit, then test: each checkpointer's best once, the fit's (the published file; testing restores the
+        # checkpointer state the best checkpoint was written with, which names the in-progress copy)
+        for key, checkpointer in self._checkpointers.items():
+            if checkpointer.monitor is None:  # the timer's last.ckpt: no best
+                continue
             best = checkpointer.best_model_path
-            if best and best not in self._referenced and Path(best).is_file():
+            if best and key not in self._referenced and Path(best).is_file():
                 score = checkpointer.best_model_score
                 metadata = {"monitor": checkpointer.monitor, "score": None if score is None else float(score)}
                 log_reference_artifact(
                     self.experiment, self.checkpoint_artifact, "checkpoint", best, aliases=["best"], metadata=metadata
                 )
-                self._referenced.add(best)
+                self._referenced.add(key)
 
 
-def loggers_for(config: dict[str, Any], run_dir: Path, job_type: str = "train") -> list[Logger]:
+def loggers_for(
+    config: dict[str, Any], run_dir: Path, job_type: str = "train", run_id: str | None = None
+) -> list[Logger]:
     """CSV under ``run_dir``, and W&B (offline unless ``WANDB_MODE`` says otherwise) unless ``logging.wandb`` is off.
 
     The W&B run has the identity of every workflow job (:func:`asap.tracking.job_identity`: group
     ``<profile>/<task>``, ``job_type``, tags), the config with provenance, and the best checkpoint by reference.
+    ``run_id`` gives the W&B run its id: a resumed job logs under its first segment's id (offline, a folder of
+    its own, which :func:`asap.tracking.read_offline_runs` and ``wandb sync`` join to the first).
     """
     loggers: list[Logger] = [CSVLogger(run_dir, name="csv", version="")]
     if config.get("logging", {}).get("wandb", True):
@@ -90,6 +105,8 @@ def loggers_for(config: dict[str, Any], run_dir: Path, job_type: str = "train") 
                 config={**config, "provenance": provenance()},
                 offline=os.environ["WANDB_MODE"] == "offline",
                 checkpoint_artifact=f"checkpoint-{identity['name']}",
+                id=run_id,
+                resume="allow" if run_id else None,
                 **identity,
             )
         )
@@ -111,38 +128,61 @@ def train(
     result_path: str | Path,
     data_dir: str | Path = "data",
     evaluate_test: bool = True,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> dict:
     """Fit, test the best checkpoint, and write the run record to ``result_path`` (atomically, last).
 
-    ``run_dir`` receives checkpoints (``best.ckpt``, ``last.ckpt``) and logs; it is cleared first, so an
-    interrupted run restarts cleanly and only a finished run has a record. With ``evaluate_test=False``
-    (screening a task, :mod:`asap.bench.screen`) the test split is never evaluated: the record's metrics are
-    the validation split's, and its constant predictor is scored on validation.
+    ``run_dir`` receives the checkpoints and logs. While the run trains they live in ``run_dir/progress``: the
+    best so far and ``last.ckpt``, written at every validation and every ``checkpoint_every_s`` seconds of
+    training, each atomically (:mod:`asap.train.resume`). A run killed on the way (SIGKILL, a preemption's
+    SIGTERM) continues from ``last.ckpt`` when the same command runs again: the same config in the same
+    ``run_dir`` (a run dir holding another config's checkpoints is cleared and trained anew). Only a finished
+    run has its best checkpoint at ``run_dir/checkpoints/best.ckpt``, which the workflow declares (Snakemake
+    deletes a failed job's declared outputs, so the in-progress best lives elsewhere), and a record. With
+    ``evaluate_test=False`` (screening a task, :mod:`asap.bench.screen`) the test split is never evaluated: the
+    record's metrics are the validation split's, and its constant predictor is scored on validation.
     """
     validate_config(config)
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    progress = run_dir / "progress"
+    resume_from = progress / "last.ckpt"
+    identity = progress / "config.json"
+    same_run = identity.is_file() and json.loads(identity.read_text()) == json.loads(json.dumps(config))
+    if not (same_run and resume_from.is_file()):
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        write_json_atomic(identity, config)
+        resume_from = None
+    wandb_id = progress / "wandb_id"  # one W&B run id for every segment of this run
+    if not wandb_id.is_file():
+        write_atomic(wandb_id, lambda tmp: tmp.write_text(secrets.token_hex(4)))
+    else:
+        print(f"resuming {config['task']}/{config['variant']}/seed{config['seed']} from {resume_from}", flush=True)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = create_datamodule(config["task"], data_dir=data_dir, seed=config["seed"], **config.get("data", {}))
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = Classifier(model=model_arguments(config, datamodule), optim=config["optim"], run=config)
 
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True
+    checkpoint = ModelCheckpoint(dirpath=progress, filename="best", monitor="val/acc", mode="max", save_last=True)
+    on_a_timer = ModelCheckpoint(  # last.ckpt only, mid-epoch too
+        dirpath=progress, save_top_k=0, save_last=True, train_time_interval=timedelta(seconds=checkpoint_every_s)
     )
     cost = StepCost()
-    loggers = loggers_for(config, run_dir)
+    loggers = loggers_for(config, run_dir, run_id=wandb_id.read_text().strip())
+    best = run_dir / "checkpoints" / "best.ckpt"  # the workflow's declared output, written when training ends
+    callbacks = [OnlineCalibration(), checkpoint, on_a_timer, PublishBest(checkpoint, best), RNGStates(), cost]
+    callbacks.append(ResumeDataPosition())
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
-        callbacks=[OnlineCalibration(), checkpoint, cost, LearningRateMonitor(logging_interval="step")],
+        callbacks=[*callbacks, LearningRateMonitor(logging_interval="step")],
+        plugins=[AtomicCheckpointIO()],
         deterministic=True,
         **config.get("trainer", {}),
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     train_wall_s = time.perf_counter() - start
     metrics: dict[str, float] = {}
     if evaluate_test:
@@ -151,7 +191,7 @@ def train(
     metrics["best_val_acc"] = float(checkpoint.best_model_score)
     scored = datamodule.datasets["test" if evaluate_test else "val"]
     metrics["constant_predictor_acc"] = constant_predictor_accuracy(datamodule.datasets["train"], scored)
-    costs = {**cost.summary(), "train_wall_s": train_wall_s}
+    costs = {**cost.summary(), "train_wall_s": train_wall_s, "resumed": resume_from is not None}
     finish_logger_runs(loggers, summary={f"cost/{key}": value for key, value in costs.items()})
 
     online = online_asap(module.model, datamodule) if evaluate_test and online_layers(module.model) else None
@@ -162,7 +202,7 @@ def train(
         "metrics": metrics,
         "cost": {**costs, "device_type": module.device.type},
         "checkpoints": {
-            "best": portable_path(checkpoint.best_model_path),
+            "best": portable_path(best),
             "last": portable_path(checkpoint.last_model_path),
         },
         "num_parameters": sum(p.numel() for p in module.parameters()),
@@ -203,16 +243,19 @@ def train_task(
     run_dir: str | Path | None = None,
     result: str | Path | None = None,
     wandb: bool = True,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> tuple[dict, Path]:
     """Train one (task, variant, seed) from its config (``config``, or ``<config dir>/<profile>/<task>.yaml``,
     see :func:`asap.train.config.config_dir`) with dotted ``overrides``; checkpoints and logs go to ``run_dir``
     (default ``<runs_dir>/<profile>/<task>/<variant>/seed<seed>``) and the record to ``result`` (default
-    ``<results_dir>/<profile>/train/<task>/<variant>/seed<seed>.json``). Returns the record and its path."""
+    ``<results_dir>/<profile>/train/<task>/<variant>/seed<seed>.json``); a killed run resumes when the same
+    command runs again (:func:`train`, checkpoints every ``checkpoint_every_s``). Returns the record and its path."""
     task_config = apply_overrides(load_task_config(task, profile, config, config_dir), list(overrides))
     run_config_ = run_config(task_config, variant, seed, profile)
     if not wandb:
         run_config_.setdefault("logging", {})["wandb"] = False
     run = Path(task) / variant / f"seed{seed}"
     result = Path(result or Path(results_dir) / profile / "train" / f"{run}.json")
-    record = train(run_config_, run_dir or Path(runs_dir) / profile / run, result, data_dir)
+    run_dir = run_dir or Path(runs_dir) / profile / run
+    record = train(run_config_, run_dir, result, data_dir, checkpoint_every_s=checkpoint_every_s)
     return record, result
