@@ -46,7 +46,7 @@ def outputs(work: Path) -> dict[str, object]:
         relative = str(path.relative_to(work))
         if path.suffix == ".json" and not _volatile(relative):
             found[relative] = comparable(json.loads(path.read_text()))
-        elif path.suffix == ".csv":
+        elif path.suffix == ".csv" and not _volatile(relative):
             table = pd.read_csv(path)
             found[relative] = comparable(table[[c for c in table.columns if not _volatile(c)]].to_dict("list"))
     for path in sorted((work / "runs").rglob("*.ckpt")):
