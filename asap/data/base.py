@@ -119,34 +119,46 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
 
 
-class EpochPermutation(Sampler[int]):
-    """A random permutation of ``range(num_samples)`` per epoch, drawn from :func:`epoch_generator`, that can
-    start part-way through an epoch (:meth:`resume`). Lightning calls :meth:`set_epoch` before each epoch; a
-    loop that does not gets the next epoch's order on each full pass."""
+class _ResumableEpochs:
+    """The epoch state both training samplers share: Lightning's ``set_epoch``, and ``resume(epoch, skip)``, which
+    makes the next iteration of ``epoch`` start ``skip`` items in (``_skip_now`` hands that count out once)."""
 
-    def __init__(self, num_samples: int, seed: int = 0) -> None:
-        self.num_samples, self.seed = num_samples, seed
-        self.epoch, self._resume = 0, (-1, 0)  # (epoch, items to skip in it)
-
-    def __len__(self) -> int:
-        return self.num_samples
+    def _init_epochs(self, seed: int) -> None:
+        self.seed, self.epoch, self._resume = seed, 0, (-1, 0)  # (epoch, items to skip in it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def resume(self, epoch: int, skip: int) -> None:
-        """Start ``epoch`` ``skip`` samples in, when it is next iterated."""
+        """Start ``epoch`` ``skip`` items in, when it is next iterated."""
         self.epoch, self._resume = epoch, (epoch, skip)
 
-    def __iter__(self):
+    def _skip_now(self) -> int:
         skip = self._resume[1] if self._resume[0] == self.epoch else 0
         self._resume = (-1, 0)
+        return skip
+
+
+class EpochPermutation(_ResumableEpochs, Sampler[int]):
+    """A random permutation of ``range(num_samples)`` per epoch, drawn from :func:`epoch_generator`, that can
+    start part-way through an epoch (:meth:`resume`). Lightning calls :meth:`set_epoch` before each epoch; a
+    loop that does not gets the next epoch's order on each full pass."""
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self._init_epochs(seed)  # skips count samples
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        skip = self._skip_now()
         order = torch.randperm(self.num_samples, generator=epoch_generator(self.seed, self.epoch))
         yield from order[skip:].tolist()
         self.epoch += 1  # a loop that never calls set_epoch still sees a new order each epoch
 
 
-class LengthBucketSampler(Sampler[list[int]]):
+class LengthBucketSampler(_ResumableEpochs, Sampler[list[int]]):
     """Batches of similar lengths, so that padding (and quadratic attention over it) is small.
 
     Shuffled: each epoch draws a random permutation, sorts it by length within buckets of ``bucket_batches``
@@ -158,7 +170,7 @@ class LengthBucketSampler(Sampler[list[int]]):
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, bucket_batches: int = 50):
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.bucket = batch_size * bucket_batches
-        self.seed, self.epoch, self._resume = seed, 0, (-1, 0)  # (epoch, batches to skip in it)
+        self._init_epochs(seed)  # skips count batches
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
@@ -168,16 +180,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         """Itself: where Lightning looks for a batch sampler's ``set_epoch`` (``batch_sampler.sampler``)."""
         return self
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def resume(self, epoch: int, skip: int) -> None:
-        """Start ``epoch`` ``skip`` batches in, when it is next iterated."""
-        self.epoch, self._resume = epoch, (epoch, skip)
-
     def __iter__(self):
-        skip = self._resume[1] if self._resume[0] == self.epoch else 0
-        self._resume = (-1, 0)
+        skip = self._skip_now()
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
             starts = range(skip * self.batch_size, len(order), self.batch_size)
